@@ -1,0 +1,61 @@
+"""``clnsod train``: train or fine-tune on skyseg-style or images/ + masks/ folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.option("--data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset folder: an index.jsonl (skyseg layout) or images/ + masks/ (+ void/). Repeatable.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: checkpoints (last.pt), train.log, metrics.jsonl and the final weights.pt.")
+@click.option("--resume", is_flag=True, help="Continue exactly from OUT/last.pt.")
+@click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Per process.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--init", "init", default="default", show_default=True,
+              help="'default' (embedded weights: fine-tuning), 'imagenet' (needs the train extra) or a weights file.")
+@click.option("--no-context", is_flag=True, help="Ablation: drop the context-aware map and the affinity loss.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True, help="Steps.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
+@click.option("--no-validate", is_flag=True, help="Skip the per-epoch validation.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch CPU threads per process (0 = default).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-amp", is_flag=True, help="Train in fp32 (default: bf16 autocast on CPU, fp16 on CUDA).")
+def train_command(
+    data: tuple[Path, ...], out: Path, resume: bool, epochs: int, batch_size: int, lr: float, init: str,
+    no_context: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, threads: int,
+    device: str, seed: int, no_amp: bool,
+) -> None:
+    """Train CLN-SOD. Under torchrun (``torchrun --nproc-per-node N --no-python clnsod train ...``) it runs DDP."""
+    from trainer.data import DatasetError
+    from trainer.train import TrainConfig, train
+
+    from ..inference import embedded_weights_path
+
+    if init == "default":
+        init_weights, imagenet = str(embedded_weights_path()), False
+    elif init == "imagenet":
+        init_weights, imagenet = None, True
+    else:
+        if not Path(init).is_file():
+            raise click.BadParameter(f"{init}: not 'default', 'imagenet' or an existing weights file", param_hint="--init")
+        init_weights, imagenet = init, False
+    if no_context and init_weights:
+        raise click.BadParameter("--no-context builds a different network; use it with --init imagenet", param_hint="--init")
+    cfg = TrainConfig(
+        data=[str(d) for d in data], out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
+        checkpoint_every=checkpoint_every, seed=seed, threads=threads, amp=not no_amp, imagenet_init=imagenet,
+        init_weights=init_weights, device=device, max_steps=max_steps, validate=not no_validate,
+        model={"use_context_prior": False} if no_context else {},
+    )
+    try:
+        metrics = train(cfg, resume=resume)
+    except (DatasetError, FileNotFoundError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, values in metrics.items():
+        click.echo(f"{name:<12} IoU {values['iou']:.4f}  MAE {values['mae']:.4f}  maxF {values['max_f']:.4f}")

@@ -1,0 +1,128 @@
+"""Reading photos and writing masks safely.
+
+Any photo PIL can decode becomes an (H, W, 3) uint8 RGB array with its EXIF orientation
+applied; every failure becomes a ``PhotoError`` whose message names the file and the reason.
+Outputs are written to a temp file in the target folder and renamed into place, so a crash
+never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Photos above this many pixels are refused before decoding (a 100 MP panorama is fine).
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+class PhotoError(Exception):
+    """A photo cannot be used; ``str()`` is one line: '<path>: <reason>'."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        gray = np.clip(np.nan_to_num(np.asarray(im)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, LA, RGBA, CMYK, YCbCr, 1 ...
+    return np.asarray(im)
+
+
+def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a photo to upright RGB uint8 (H, W, 3); raises PhotoError with a clear reason."""
+    path = Path(path)
+    if path.is_dir():
+        raise PhotoError(path, "is a directory, not an image file")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise PhotoError(path, "file not found") from None
+    except OSError as exc:
+        raise PhotoError(path, f"cannot access file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise PhotoError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                pixels = im.width * im.height
+                if pixels > max_pixels:
+                    raise PhotoError(
+                        path, f"image too large ({im.width}x{im.height} = {pixels / 1e6:.0f} MP; limit {max_pixels / 1e6:.0f} MP)"
+                    )
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)  # animated / multi-page: use the first frame
+                im.load()
+                upright = ImageOps.exif_transpose(im)
+                return _to_rgb(upright)
+    except PhotoError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PhotoError(path, f"refused as a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise PhotoError(path, "not an image file (format not recognised)") from None
+    except PermissionError:
+        raise PhotoError(path, "permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text:
+            raise PhotoError(path, "truncated image data (file is incomplete)") from None
+        raise PhotoError(path, f"corrupt or unsupported image data ({text})") from None
+    except MemoryError:
+        raise PhotoError(path, "not enough memory to decode this image") from None
+
+
+def write_atomic(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
+    """Call ``writer`` on a temp file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            writer(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def probability_to_u8(prob: np.ndarray) -> np.ndarray:
+    """Soft probability in [0, 1] -> 8-bit (sky = 255), soft values kept."""
+    return np.clip(np.nan_to_num(prob) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def save_mask_png(prob: np.ndarray, path: Path) -> None:
+    """Write an 8-bit grayscale PNG atomically."""
+    image = Image.fromarray(probability_to_u8(prob), mode="L")
+    write_atomic(path, lambda handle: image.save(handle, format="PNG", compress_level=3))

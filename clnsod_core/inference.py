@@ -1,0 +1,85 @@
+"""The one inference API: photo in, full-resolution soft sky probability out.
+
+The CLI and every host plugin go through ``SkyMasker``; nothing else runs the network.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .imageio import DEFAULT_MAX_PIXELS, load_photo
+from .model import CLNSOD
+from .preprocess import resize_rgb, to_tensor
+from .weights_io import WeightsError, load_model
+
+DEFAULT_WEIGHTS_NAME = "clnsod-lite0-320.pt"
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def embedded_weights_path() -> Path:
+    """The default weights shipped inside the package (works offline)."""
+    path = Path(str(resources.files("clnsod_core") / "weights" / DEFAULT_WEIGHTS_NAME))
+    if not path.is_file():
+        raise WeightsError(f"{path}: the embedded default weights are missing from this installation")
+    return path
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` = cuda, then mps, then cpu; an explicit choice must be available."""
+    if name not in DEVICE_CHOICES:
+        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available to PyTorch")
+    if name == "mps" and not mps:
+        raise ValueError("device 'mps' requested but Apple MPS is not available")
+    return torch.device(name)
+
+
+class SkyMasker:
+    """Loads a CLN-SOD network once and predicts sky probabilities for photos."""
+
+    def __init__(self, weights: Path | str | None = None, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.weights_path = Path(weights) if weights is not None else embedded_weights_path()
+        self.device = resolve_device(device)
+        self.model: CLNSOD = load_model(self.weights_path).to(self.device)
+        self.max_pixels = max_pixels
+
+    @property
+    def input_size(self) -> int:
+        return self.model.config.input_size
+
+    @torch.inference_mode()
+    def predict_working_size(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(B, S, S) float32 sky probabilities at the network's working size."""
+        batch = to_tensor([resize_rgb(image, self.input_size) for image in images]).to(self.device)
+        return torch.sigmoid(self.model(batch).logits.float())[:, 0].cpu()
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Full-resolution (H, W) float32 probabilities in [0, 1] for RGB uint8 photos."""
+        if not images:
+            return []
+        small = self.predict_working_size(images)
+        return [upsample_probability(prob, image.shape[:2]) for prob, image in zip(small, images)]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        return self.predict_batch([image])[0]
+
+    def predict_file(self, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
+        """(upright RGB photo, its sky probability); PhotoError on unusable input."""
+        image = load_photo(path, self.max_pixels)
+        return image, self.predict(image)
+
+
+def upsample_probability(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of one (S, S) probability map to (H, W) float32."""
+    out = F.interpolate(prob[None, None], size=size, mode="bilinear", align_corners=False)
+    return out[0, 0].clamp_(0.0, 1.0).numpy()

@@ -1,0 +1,137 @@
+"""Training data: the skyseg ``index.jsonl`` layout and plain ``images/ + masks/ (+ void/)`` folders.
+
+Samples are decoded once and kept in RAM as uint8 arrays (downscaled so the short side is
+at most ``max_short_side``): the photos are small and decoding every step would cost more
+than the augmentation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+
+
+class DatasetError(ValueError):
+    """A training folder is malformed; the message names the offending files."""
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    dataset: str
+    sample_id: str
+    image: Path
+    mask: Path
+    void: Path | None
+
+
+@dataclass
+class Sample:
+    ref: SampleRef
+    image: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray  # (H, W) uint8, sky = 255
+    void: np.ndarray | None  # (H, W) bool
+
+
+def _find_by_stem(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            found.setdefault(path.stem, path)
+    return found
+
+
+def index_skyseg(root: Path, split: str) -> list[SampleRef]:
+    """Rows of ``root/index.jsonl`` in ``split`` (train or val)."""
+    refs: list[SampleRef] = []
+    with open(root / "index.jsonl", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                ds, sid = row["dataset"], row["id"]
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise DatasetError(f"{root / 'index.jsonl'}:{line_no}: bad row ({exc})") from exc
+            if row.get("split") != split:
+                continue
+            base = root / ds
+            void = base / "void" / f"{sid}.png" if row.get("void") else None
+            refs.append(SampleRef(ds, sid, base / "images" / f"{sid}.jpg", base / "masks" / f"{sid}.png", void))
+    return refs
+
+
+def index_folder_pair(root: Path) -> list[SampleRef]:
+    """``root/images/*`` matched by file stem with ``root/masks/*`` and optional ``root/void/*``."""
+    images_dir, masks_dir, void_dir = root / "images", root / "masks", root / "void"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise DatasetError(f"{root}: expected sub-folders images/ and masks/ (or an index.jsonl)")
+    images, masks = _find_by_stem(images_dir), _find_by_stem(masks_dir)
+    voids = _find_by_stem(void_dir) if void_dir.is_dir() else {}
+    missing = sorted(set(images) - set(masks))
+    if missing:
+        shown = ", ".join(str(images[s]) for s in missing[:5])
+        raise DatasetError(f"{root}: {len(missing)} image(s) without a mask in masks/: {shown}")
+    return [SampleRef(root.name, stem, images[stem], masks[stem], voids.get(stem)) for stem in sorted(images)]
+
+
+def index_data_dir(root: Path, split: str) -> list[SampleRef]:
+    """Either layout, chosen by the presence of ``index.jsonl``."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    if (root / "index.jsonl").is_file():
+        return index_skyseg(root, split)
+    if split != "train":
+        return []
+    return index_folder_pair(root)
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"))
+
+
+def _resize_to_short_side(arr: np.ndarray, short: int, resample: Image.Resampling) -> np.ndarray:
+    h, w = arr.shape[:2]
+    if min(h, w) <= short:
+        return arr
+    scale = short / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(arr).resize(size, resample))
+
+
+def load_sample(ref: SampleRef, max_short_side: int | None = None) -> Sample:
+    """Decode one sample, checking that mask and void match the image and are binary."""
+    try:
+        with Image.open(ref.image) as im:
+            image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        mask = _read_gray(ref.mask)
+        void = _read_gray(ref.void) > 127 if ref.void is not None else None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{ref.image}: cannot read sample ({exc})") from exc
+    if mask.shape != image.shape[:2]:
+        raise DatasetError(
+            f"{ref.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but image {ref.image} is "
+            f"{image.shape[1]}x{image.shape[0]}"
+        )
+    if void is not None and void.shape != mask.shape:
+        raise DatasetError(f"{ref.void}: void mask size differs from {ref.image}")
+    soft = np.count_nonzero((mask > 8) & (mask < 247))
+    if soft > 0.01 * mask.size:
+        raise DatasetError(f"{ref.mask}: mask is not binary ({soft} pixels between 8 and 247); expected 0 / 255")
+    mask = np.where(mask > 127, 255, 0).astype(np.uint8)
+    if max_short_side:
+        image = _resize_to_short_side(image, max_short_side, Image.Resampling.BILINEAR)
+        mask = _resize_to_short_side(mask, max_short_side, Image.Resampling.NEAREST)
+        if void is not None:
+            void = _resize_to_short_side(void.astype(np.uint8) * 255, max_short_side, Image.Resampling.NEAREST) > 127
+    return Sample(ref, image, mask, void)
+
+
+def load_samples(refs: list[SampleRef], max_short_side: int | None = None) -> list[Sample]:
+    return [load_sample(ref, max_short_side) for ref in refs]
