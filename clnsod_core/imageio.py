@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Photos above this many pixels are refused before decoding (a 100 MP panorama is fine).
-DEFAULT_MAX_PIXELS = 200_000_000
+# Pillow's own decompression-bomb guard (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) still applies above it.
+DEFAULT_MAX_PIXELS = 150_000_000
 
 
 def _read_umask() -> int:
@@ -72,7 +73,7 @@ def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise PhotoError(path, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
             with Image.open(path) as im:
                 pixels = im.width * im.height
                 if pixels > max_pixels:
@@ -86,8 +87,9 @@ def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
                 return _to_rgb(upright)
     except PhotoError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(path, f"refused as a decompression bomb ({exc})") from None
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise PhotoError(path, f"image too large (over Pillow's decompression-bomb limit of {limit:.0f} MP)") from None
     except UnidentifiedImageError:
         raise PhotoError(path, "not an image file (format not recognised)") from None
     except PermissionError:
@@ -124,5 +126,5 @@ def probability_to_u8(prob: np.ndarray) -> np.ndarray:
 
 def save_mask_png(prob: np.ndarray, path: Path) -> None:
     """Write an 8-bit grayscale PNG atomically."""
-    image = Image.fromarray(probability_to_u8(prob), mode="L")
+    image = Image.fromarray(probability_to_u8(prob))
     write_atomic(path, lambda handle: image.save(handle, format="PNG", compress_level=3))

@@ -47,9 +47,9 @@ def affinity_loss(context_map: torch.Tensor, ideal: torch.Tensor, global_weight:
     numerator and denominator, so S == A gives exactly zero loss, also for classes
     that occupy a single position.
     """
-    s = context_map.float().clamp(_EPS, 1.0 - _EPS)
+    s = context_map.float()
     a = ideal.float()
-    unary = F.binary_cross_entropy(s, a)
+    unary = F.binary_cross_entropy(s.clamp(_EPS, 1.0 - _EPS), a)
     off_diag = 1.0 - torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
     a_off = a * off_diag
     s_off = s * off_diag

@@ -253,7 +253,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     val_samples = load_samples(_collect_refs(cfg, "val")) if cfg.validate and info.is_main else []
     donors = [band for band in (pure_sky_band(s) for s in samples) if band is not None]
     if info.is_main:
-        log.info("loaded %d train / %d val samples (%d sky donors) in %.1fs", len(samples), len(val_samples), len(donors), time.time() - t0)
+        log.info("loaded %d train / %d val samples (%d sky donors) in %.1fs; %d process(es) on %s",
+                 len(samples), len(val_samples), len(donors), time.time() - t0, info.world, device)
 
     torch.manual_seed(cfg.seed)  # head initialisation
     np.random.seed(cfg.seed)
@@ -337,7 +338,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(losses['total']):.3f}", epoch=epoch + 1)
             if info.is_main and global_step % cfg.log_every == 0:
-                parts = " ".join(f"{k}={float(v):.4f}" for k, v in losses.items())
+                parts = " ".join(f"{k}={v.item():.4f}" for k, v in losses.items())
                 rate = window_n * global_batch / max(1e-9, time.time() - window_t)
                 log.info("step %d/%d epoch %d %s mean_total=%.4f lr=%.2e %.1f img/s", global_step, total_steps, epoch + 1,
                          parts, window_loss / window_n, scheduler.get_last_lr()[-1], rate)

@@ -1,0 +1,65 @@
+"""``clnsod train`` on real photos: a few steps, exact resume, and DDP with 2 CPU processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from clnsod_core.weights_io import load_model
+
+TRAIN = [sys.executable, "-m", "clnsod_core.cli", "train"]
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+def train(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TRAIN, *map(str, args)], capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path) -> None:
+    common = ["--data", tiny_dataset, "--batch-size", "2", "--epochs", "2", "--checkpoint-every", "2", "--threads", "1"]
+    straight = train(*common, "--out", tmp_path / "a", "--max-steps", "4")
+    assert straight.returncode == 0, straight.stderr
+    first = train(*common, "--out", tmp_path / "b", "--max-steps", "2")
+    assert first.returncode == 0, first.stderr
+    resumed = train(*common, "--out", tmp_path / "b", "--max-steps", "4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr and "at step 2" in resumed.stderr
+    a, b = state(tmp_path / "a" / "weights.pt"), state(tmp_path / "b" / "weights.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ckpt = torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 4 and ckpt["scheduler"]["last_epoch"] == 4
+    model = load_model(tmp_path / "b" / "weights.pt")  # the final file loads as a model
+    assert model.config.input_size == 320
+
+
+def test_truncated_checkpoint_is_detected(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    result = train("--data", tiny_dataset, "--out", out, "--resume", "--max-steps", "1")
+    assert result.returncode == 1
+    assert "checkpoint is unreadable or truncated" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ddp_two_cpu_processes(tiny_dataset: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "clnsod_core.cli", "train", "--data", str(tiny_dataset), "--out", str(tmp_path / "ddp"),
+        "--batch-size", "2", "--max-steps", "3", "--threads", "1", "--init", "imagenet", "--no-context",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "ddp" / "train.log").read_text()
+    assert "2 process(es) on cpu" in log
+    ckpt = torch.load(tmp_path / "ddp" / "last.pt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 3
+    assert load_model(tmp_path / "ddp" / "weights.pt").context is None
