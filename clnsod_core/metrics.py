@@ -122,6 +122,10 @@ class MetricAccumulator:
     stretch: bool = True
     intersection: int = 0
     union: int = 0
+    fg_as_sky: int = 0  # foreground pixels predicted as sky (>= 0.5)
+    sky_as_fg: int = 0
+    fg_total: int = 0
+    sky_total: int = 0
     mae_sum: float = 0.0
     s_sum: float = 0.0
     count: int = 0
@@ -142,6 +146,10 @@ class MetricAccumulator:
         hard = raw[valid] >= 0.5
         self.intersection += int(np.count_nonzero(hard & gv))
         self.union += int(np.count_nonzero(hard | gv))
+        self.fg_as_sky += int(np.count_nonzero(hard & ~gv))
+        self.sky_as_fg += int(np.count_nonzero(~hard & gv))
+        self.sky_total += int(np.count_nonzero(gv))
+        self.fg_total += int(gv.size - np.count_nonzero(gv))
         self.mae_sum += float(np.abs(pv - gv).mean()) if pv.size else 0.0
         self.f_curves.append(f_measure_curve(pv, gv))
         self.count += 1
@@ -153,6 +161,8 @@ class MetricAccumulator:
             "iou": self.intersection / self.union if self.union else 1.0,
             "mae": self.mae_sum / self.count,
             "max_f": float(np.mean(self.f_curves, axis=0).max()),
+            "fg_as_sky": self.fg_as_sky / max(1, self.fg_total),
+            "sky_as_fg": self.sky_as_fg / max(1, self.sky_total),
         }
         if self.with_s_measure:
             out["s_measure"] = self.s_sum / self.count

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ..runtime import tune_allocator
 from .eval import eval_command
 from .mask import batch_command, mask_command
 from .train import train_command
@@ -17,6 +18,7 @@ def main() -> None:
 
     Exit codes: 0 all good, 1 some inputs failed (each reported on one line), 2 usage error.
     """
+    tune_allocator()
 
 
 main.add_command(mask_command)
