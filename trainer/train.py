@@ -12,11 +12,13 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import click
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -310,9 +312,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     last_step = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
     bar = None
     if progress and info.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=last_step, initial=global_step, unit="step", dynamic_ncols=True)
+        bar = click.progressbar(length=last_step, label="training", file=sys.stderr, show_pos=True, show_eta=True)
+        bar.update(global_step)
     model.train()
     window_loss, window_n, window_t = 0.0, 0, time.time()
     while global_step < last_step:
@@ -335,8 +336,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             window_loss += losses["total"].item()
             window_n += 1
             if bar is not None:
+                bar.label = f"epoch {epoch + 1}/{cfg.epochs} loss {losses['total'].item():.3f}"
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(losses['total']):.3f}", epoch=epoch + 1)
             if info.is_main and global_step % cfg.log_every == 0:
                 parts = " ".join(f"{k}={v.item():.4f}" for k, v in losses.items())
                 rate = window_n * global_batch / max(1e-9, time.time() - window_t)
@@ -354,7 +355,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 save_checkpoint()
     save_checkpoint()
     if bar is not None:
-        bar.close()
+        bar.render_finish()
     if info.is_main:
         meta = {"global_step": global_step, "train_config": asdict(cfg), "val": history[-1]["val"] if history else {}}
         save_weights(model, out / "weights.pt", meta)
