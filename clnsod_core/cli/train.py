@@ -36,6 +36,7 @@ def train_command(
     from trainer.train import TrainConfig, train
 
     from ..inference import embedded_weights_path
+    from ..weights_io import WeightsError
 
     if init == "default":
         init_weights, imagenet = str(embedded_weights_path()), False
@@ -55,7 +56,7 @@ def train_command(
     )
     try:
         metrics = train(cfg, resume=resume)
-    except (DatasetError, FileNotFoundError, RuntimeError) as exc:
+    except (DatasetError, WeightsError, FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     for name, values in metrics.items():
         click.echo(f"{name:<12} IoU {values['iou']:.4f}  MAE {values['mae']:.4f}  maxF {values['max_f']:.4f}")
