@@ -35,7 +35,7 @@ def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path) -> None:
     a, b = state(tmp_path / "a" / "weights.pt"), state(tmp_path / "b" / "weights.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    ckpt = torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4 and ckpt["scheduler"]["last_epoch"] == 4
     model = load_model(tmp_path / "b" / "weights.pt")  # the final file loads as a model
     assert model.config.input_size == 320
@@ -60,6 +60,6 @@ def test_ddp_two_cpu_processes(tiny_dataset: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "ddp" / "train.log").read_text()
     assert "2 process(es) on cpu" in log
-    ckpt = torch.load(tmp_path / "ddp" / "last.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "ddp" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 3
     assert load_model(tmp_path / "ddp" / "weights.pt").context is None

@@ -31,7 +31,7 @@ from clnsod_core.losses import clnsod_loss
 from clnsod_core.metrics import MetricAccumulator
 from clnsod_core.model import CLNSOD
 from clnsod_core.preprocess import resize_rgb, to_tensor
-from clnsod_core.weights_io import atomic_torch_save, save_weights
+from clnsod_core.weights_io import atomic_torch_save, load_model, save_weights
 
 from .augment import AugmentConfig, augment, pure_sky_band
 from .data import DatasetError, Sample, index_data_dir, load_samples
@@ -177,24 +177,27 @@ def validate(model: CLNSOD, samples: list[Sample], device: torch.device) -> dict
 
 
 def _rng_state() -> dict[str, Any]:
+    """Global RNG states as tensors and plain numbers, so checkpoints load with weights_only=True."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
         "python": random.getstate(),
     }
 
 
 def _restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
     random.setstate(state["python"])
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a training checkpoint; a truncated or foreign file gives a clear error."""
     try:
-        # Checkpoints hold numpy/python RNG states, which need full unpickling: only load your own.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise RuntimeError(f"{path}: checkpoint is unreadable or truncated ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or "global_step" not in state:
@@ -264,8 +267,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     model = CLNSOD(model_cfg)
     if state is None:
         if cfg.init_weights:
-            from clnsod_core.weights_io import load_model
-
             model.load_state_dict(load_model(Path(cfg.init_weights)).state_dict())
         elif cfg.imagenet_init:
             model.backbone.load_imagenet(load_imagenet_lite0())
