@@ -5,28 +5,25 @@ The CLI and every host plugin go through ``SkyMasker``; nothing else runs the ne
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .download import ProgressCallback
 from .imageio import DEFAULT_MAX_PIXELS, load_photo
 from .model import CLNSOD
 from .preprocess import resize_rgb, to_tensor
-from .weights_io import WeightsError, load_model
+from .registry import resolve_weights
+from .weights_io import load_model
 
-DEFAULT_WEIGHTS_NAME = "clnsod-lite0-320.pt"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def embedded_weights_path() -> Path:
-    """The default weights shipped inside the package (works offline)."""
-    path = Path(str(resources.files("clnsod_core") / "weights" / DEFAULT_WEIGHTS_NAME))
-    if not path.is_file():
-        raise WeightsError(f"{path}: the embedded default weights are missing from this installation")
-    return path
+    """The default weights shipped inside the package (works offline), verified by sha256."""
+    return resolve_weights(None)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -47,8 +44,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 class SkyMasker:
     """Loads a CLN-SOD network once and predicts sky probabilities for photos."""
 
-    def __init__(self, weights: Path | str | None = None, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS):
-        self.weights_path = Path(weights) if weights is not None else embedded_weights_path()
+    def __init__(
+        self,
+        weights: Path | str | None = None,
+        device: str = "auto",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        download_progress: ProgressCallback | None = None,
+    ):
+        """``weights``: registry name, file path or URL (None = embedded default)."""
+        self.weights_path = resolve_weights(weights, progress=download_progress)
         self.device = resolve_device(device)
         self.model: CLNSOD = load_model(self.weights_path).to(self.device)
         self.max_pixels = max_pixels

@@ -9,6 +9,7 @@ from ..runtime import tune_allocator
 from .eval import eval_command
 from .mask import batch_command, mask_command
 from .train import train_command
+from .weights import weights_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,3 +26,4 @@ main.add_command(mask_command)
 main.add_command(batch_command)
 main.add_command(train_command)
 main.add_command(eval_command)
+main.add_command(weights_group)

@@ -15,7 +15,7 @@ from .common import ensure_writable_dir, finish, load_masker, model_options, rep
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the masks (<stem>.png).")
 @model_options
-def mask_command(photos: tuple[Path, ...], out_dir: Path, weights: Path | None, device: str, max_megapixels: float) -> None:
+def mask_command(photos: tuple[Path, ...], out_dir: Path, weights: str | None, device: str, max_megapixels: float) -> None:
     """Write a soft sky mask (sky = 255) for each PHOTO as OUT/<stem>.png."""
     ensure_writable_dir(out_dir)
     summary = JobSummary()
@@ -34,7 +34,7 @@ def mask_command(photos: tuple[Path, ...], out_dir: Path, weights: Path | None, 
 @click.option("--overwrite", is_flag=True, help="Redo photos whose output already exists.")
 @model_options
 def batch_command(
-    in_dir: Path, out_dir: Path, output_kind: str, overwrite: bool, weights: Path | None, device: str, max_megapixels: float
+    in_dir: Path, out_dir: Path, output_kind: str, overwrite: bool, weights: str | None, device: str, max_megapixels: float
 ) -> None:
     """Process every photo under IN_DIR (recursively) into OUT."""
     ensure_writable_dir(out_dir)
