@@ -16,8 +16,9 @@ import click
 @click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Per process.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--init", "init", default="default", show_default=True,
-              help="'default' (embedded weights: fine-tuning), 'imagenet' (needs the train extra) or a weights file.")
+@click.option("--init", "init", default="default", show_default=True, metavar="default|imagenet|NAME|PATH|URL",
+              help="Start from the embedded weights (fine-tuning), ImageNet (needs the train extra), "
+              "or any weights --weights accepts.")
 @click.option("--no-context", is_flag=True, help="Ablation: drop the context-aware map and the affinity loss.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True, help="Steps.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
@@ -35,17 +36,18 @@ def train_command(
     from trainer.data import DatasetError
     from trainer.train import TrainConfig, train
 
-    from ..inference import embedded_weights_path
+    from ..download import DownloadError
+    from ..registry import resolve_weights
     from ..weights_io import WeightsError
+    from .common import DownloadProgress
 
-    if init == "default":
-        init_weights, imagenet = str(embedded_weights_path()), False
-    elif init == "imagenet":
-        init_weights, imagenet = None, True
-    else:
-        if not Path(init).is_file():
-            raise click.BadParameter(f"{init}: not 'default', 'imagenet' or an existing weights file", param_hint="--init")
-        init_weights, imagenet = init, False
+    init_weights, imagenet = None, init == "imagenet"
+    if not imagenet:
+        try:
+            spec = None if init == "default" else init
+            init_weights = str(resolve_weights(spec, progress=DownloadProgress(f"downloading {init}")))
+        except (WeightsError, DownloadError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--init") from None
     if no_context and init_weights:
         raise click.BadParameter("--no-context builds a different network; use it with --init imagenet", param_hint="--init")
     cfg = TrainConfig(
