@@ -12,6 +12,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -58,8 +59,34 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
+@dataclass(frozen=True)
+class PhotoMeta:
+    """What is carried from an input photo to its outputs."""
+
+    exif: bytes | None = None  # orientation already normalised to 1 (pixels are upright)
+    icc_profile: bytes | None = None
+
+
 def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a photo to upright RGB uint8 (H, W, 3); raises PhotoError with a clear reason."""
+    return load_photo_with_meta(path, max_pixels)[0]
+
+
+def _meta(upright: Image.Image, icc_profile: bytes | None) -> PhotoMeta:
+    """EXIF of the already-rotated image (exif_transpose removed its orientation tag)."""
+    exif_bytes = None
+    try:
+        exif = upright.getexif()
+        if len(exif):
+            exif[0x0112] = 1  # a copy owned by ``upright``; pixels are upright now
+            exif_bytes = exif.tobytes()
+    except Exception:  # corrupt EXIF must never stop the photo from being used
+        exif_bytes = None
+    return PhotoMeta(exif_bytes, icc_profile)
+
+
+def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, PhotoMeta]:
+    """Like ``load_photo``, also returning the EXIF (orientation normalised) and ICC profile."""
     path = Path(path)
     if path.is_dir():
         raise PhotoError(path, "is a directory, not an image file")
@@ -84,7 +111,7 @@ def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
                     im.seek(0)  # animated / multi-page: use the first frame
                 im.load()
                 upright = ImageOps.exif_transpose(im)
-                return _to_rgb(upright)
+                return _to_rgb(upright), _meta(upright, im.info.get("icc_profile"))
     except PhotoError:
         raise
     except Image.DecompressionBombError:
@@ -128,3 +155,39 @@ def save_mask_png(prob: np.ndarray, path: Path) -> None:
     """Write an 8-bit grayscale PNG atomically."""
     image = Image.fromarray(probability_to_u8(prob))
     write_atomic(path, lambda handle: image.save(handle, format="PNG", compress_level=3))
+
+
+OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def output_format(path: Path) -> str:
+    """Pillow format name for an output path, from its extension."""
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unsupported output extension {path.suffix!r}; use one of {', '.join(sorted(OUTPUT_FORMATS))}")
+    return fmt
+
+
+def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, quality: int = 92) -> None:
+    """Write RGB/RGBA/L uint8 ``image`` atomically in the format given by the extension,
+    carrying EXIF and the ICC profile over where the format supports them."""
+    fmt = output_format(path)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    pil = Image.fromarray(image)
+    if fmt == "JPEG" and pil.mode == "RGBA":
+        pil = pil.convert("RGB")
+    options: dict[str, object] = {}
+    if meta is not None and meta.exif:
+        options["exif"] = meta.exif
+    if meta is not None and meta.icc_profile and pil.mode != "L":
+        options["icc_profile"] = meta.icc_profile
+    if fmt == "JPEG":
+        options.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=False)
+    elif fmt == "WEBP":
+        options.update(quality=quality, method=4)
+    elif fmt == "PNG":
+        options.update(compress_level=3)
+    elif fmt == "TIFF":
+        options.update(compression="tiff_deflate")
+    write_atomic(path, lambda handle: pil.save(handle, format=fmt, **options))

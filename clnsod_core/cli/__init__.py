@@ -7,7 +7,8 @@ import click
 from .. import __version__
 from ..runtime import tune_allocator
 from .eval import eval_command
-from .mask import batch_command, mask_command
+from .mask import batch_command, mask_command, replace_command
+from .skies import skies_group
 from .train import train_command
 from .weights import weights_group
 
@@ -23,7 +24,9 @@ def main() -> None:
 
 
 main.add_command(mask_command)
+main.add_command(replace_command)
 main.add_command(batch_command)
+main.add_command(skies_group)
 main.add_command(train_command)
 main.add_command(eval_command)
 main.add_command(weights_group)

@@ -13,7 +13,7 @@ import click
 from ..download import DownloadError
 from ..imageio import DEFAULT_MAX_PIXELS
 from ..inference import DEVICE_CHOICES, SkyMasker
-from ..masking import JobSummary
+from ..jobs import JobSummary
 from ..weights_io import WeightsError
 
 F = TypeVar("F", bound=Callable[..., Any])

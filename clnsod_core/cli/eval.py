@@ -9,7 +9,7 @@ import click
 import numpy as np
 from PIL import Image
 
-from ..masking import IMAGE_SUFFIXES
+from ..jobs import IMAGE_SUFFIXES
 from ..metrics import MetricAccumulator
 
 

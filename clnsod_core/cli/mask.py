@@ -1,27 +1,161 @@
-"""``clnsod mask`` and ``clnsod batch``: 8-bit sky masks at each photo's full resolution."""
+"""``clnsod mask``, ``clnsod replace`` and ``clnsod batch``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+import numpy as np
 
-from ..masking import JobSummary, find_photos, plan_jobs, run_mask_jobs
+from ..compose import Harmonisation, SkyPlacement
+from ..imageio import PhotoError, output_format, save_image, save_mask_png
+from ..jobs import Decoded, JobRunner, JobSummary, PhotoJob, find_photos, plan_jobs
+from ..matte import MatteOptions, refine_matte
+from ..replace import ReplaceOptions, ReplaceResult, SkyReplacer, load_sky
+from ..skies import PRESETS
 from .common import ensure_writable_dir, finish, load_masker, model_options, report_error
+
+NETWORK_CHUNK = 4  # photos per network pass when only masks are needed
+
+
+def matte_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--edge-fade", type=click.FloatRange(0, 500), default=0.0, show_default=True,
+                        help="Feather the sky edge by this many pixels.")(func)
+    func = click.option("--edge-shift", type=click.FloatRange(-500, 500), default=0.0, show_default=True,
+                        help="Grow (+) or shrink (-) the sky by this many pixels.")(func)
+    return func
+
+
+def sky_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    defaults = Harmonisation()
+    options = [
+        click.option("--sky", "sky_spec", default=None, metavar="FILE|PRESET",
+                     help=f"New sky: an image file or a preset ({', '.join(PRESETS)})."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for preset skies."),
+        click.option("--sky-scale", type=click.FloatRange(1, 10), default=1.0, show_default=True,
+                     help="Zoom into the sky (1 = just covers the sky region)."),
+        click.option("--sky-shift-x", type=click.FloatRange(-1, 1), default=0.0, show_default=True,
+                     help="Move the sky sideways, as a fraction of the photo width."),
+        click.option("--sky-shift-y", type=click.FloatRange(-1, 1), default=0.0, show_default=True,
+                     help="Move the sky down (+) or up (-), as a fraction of the photo height."),
+        click.option("--sky-flip", is_flag=True, help="Mirror the sky horizontally."),
+        click.option("--sky-brightness", type=click.FloatRange(-2, 2), default=0.0, show_default=True,
+                     help="Sky exposure in stops."),
+        click.option("--sky-temperature", type=click.FloatRange(-1, 1), default=0.0, show_default=True,
+                     help="Cooler (-) or warmer (+) sky."),
+        click.option("--recolour", type=click.FloatRange(0, 1), default=defaults.recolour, show_default=True,
+                     help="Shift the foreground's colour toward the new sky (0 = off)."),
+        click.option("--relight", type=click.FloatRange(0, 1), default=defaults.relight, show_default=True,
+                     help="Match the foreground's brightness to the new sky (0 = off)."),
+        click.option("--halo", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                     help="Soft sky-coloured edge light on the foreground at the sky line."),
+        click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True,
+                     help="JPEG/WebP quality."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return matte_options(func)
+
+
+def build_options(kw: dict[str, Any]) -> ReplaceOptions:
+    return ReplaceOptions(
+        matte=MatteOptions(edge_shift=kw["edge_shift"], edge_fade=kw["edge_fade"]),
+        placement=SkyPlacement(scale=kw["sky_scale"], shift_x=kw["sky_shift_x"], shift_y=kw["sky_shift_y"],
+                               flip=kw["sky_flip"], brightness=kw["sky_brightness"], temperature=kw["sky_temperature"]),
+        harmonisation=Harmonisation(recolour=kw["recolour"], relight=kw["relight"], halo=kw["halo"]),
+        seed=kw["seed"],
+    )
+
+
+def _mask_runner(replacer: SkyReplacer, options: MatteOptions, **kw: Any) -> JobRunner[np.ndarray]:
+    def compute(items: list[Decoded]) -> list[np.ndarray]:
+        probs = replacer.masker.predict_working_size([item.image for item in items])
+        return [refine_matte(item.image, prob, options) for item, prob in zip(items, probs)]
+
+    def write(item: Decoded, matte: np.ndarray) -> None:
+        save_mask_png(matte, item.job.targets[0])
+
+    return JobRunner(compute, write, replacer.masker.max_pixels, report_error, chunk=NETWORK_CHUNK, **kw)
+
+
+def _layer_paths(base: Path, kind: str, ext: str) -> tuple[Path, ...]:
+    parent, stem = base.parent, base.name
+    return {
+        "mask": (parent / f"{stem}.png",),
+        "composite": (parent / f"{stem}.{ext}",),
+        "both": (parent / f"{stem}.{ext}", parent / f"{stem}_mask.png"),
+        "layers": (parent / f"{stem}_mask.png", parent / f"{stem}_sky.png", parent / f"{stem}_lighting.png"),
+    }[kind]
+
+
+def _replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, options: ReplaceOptions, kind: str, quality: int,
+                    **kw: Any) -> JobRunner[ReplaceResult]:
+    def compute(items: list[Decoded]) -> list[ReplaceResult]:
+        return [replacer.replace(item.image, sky, options) for item in items]
+
+    def write(item: Decoded, result: ReplaceResult) -> None:
+        targets = item.job.targets
+        if kind in ("composite", "both"):
+            save_image(result.composite, targets[0], item.meta, quality)
+        if kind == "both":
+            save_mask_png(result.matte, targets[1])
+        if kind == "layers":
+            save_mask_png(result.matte, targets[0])
+            save_image(result.sky_layer(), targets[1], item.meta)
+            save_image(result.foreground, targets[2], item.meta)
+
+    return JobRunner(compute, write, replacer.masker.max_pixels, report_error, **kw)
+
+
+def _load_replacer(kw: dict[str, Any]) -> SkyReplacer:
+    return SkyReplacer(load_masker(kw["weights"], kw["device"], kw["max_megapixels"]))
+
+
+def _load_sky_or_fail(spec: str, max_megapixels: float) -> np.ndarray | str:
+    try:
+        return load_sky(spec, int(max_megapixels * 1e6))
+    except PhotoError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("mask")
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the masks (<stem>.png).")
+@matte_options
 @model_options
-def mask_command(photos: tuple[Path, ...], out_dir: Path, weights: str | None, device: str, max_megapixels: float) -> None:
-    """Write a soft sky mask (sky = 255) for each PHOTO as OUT/<stem>.png."""
+def mask_command(photos: tuple[Path, ...], out_dir: Path, **kw: Any) -> None:
+    """Write a soft, edge-aware sky mask (sky = 255) for each PHOTO as OUT/<stem>.png."""
     ensure_writable_dir(out_dir)
     summary = JobSummary()
-    jobs = plan_jobs(((p, out_dir / f"{p.stem}.png") for p in photos), overwrite=True, summary=summary, report=report_error)
-    masker = load_masker(weights, device, max_megapixels)
-    run_mask_jobs(jobs, masker, summary, report_error)
+    jobs = plan_jobs(((p, (out_dir / f"{p.stem}.png",)) for p in photos), True, summary, report_error)
+    replacer = _load_replacer(kw)
+    _mask_runner(replacer, MatteOptions(edge_shift=kw["edge_shift"], edge_fade=kw["edge_fade"])).run(jobs, summary)
+    finish(summary)
+
+
+@click.command("replace")
+@click.argument("photo", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file; the format follows the extension (.jpg .png .webp .tif).")
+@sky_options
+@model_options
+def replace_command(photo: Path, out_path: Path, **kw: Any) -> None:
+    """Replace the sky of PHOTO with --sky and write the composite to OUT."""
+    if kw["sky_spec"] is None:
+        raise click.UsageError("--sky FILE|PRESET is required")
+    try:
+        output_format(out_path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    ensure_writable_dir(out_path.parent)
+    sky = _load_sky_or_fail(kw["sky_spec"], kw["max_megapixels"])
+    summary = JobSummary()
+    jobs = plan_jobs([(photo, (out_path,))], True, summary, report_error)
+    runner = _replace_runner(_load_replacer(kw), sky, build_options(kw), "composite", kw["quality"])
+    runner.run(jobs, summary)
     finish(summary)
 
 
@@ -29,21 +163,34 @@ def mask_command(photos: tuple[Path, ...], out_dir: Path, weights: str | None, d
 @click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; the sub-folder structure of IN_DIR is kept.")
-@click.option("--output", "output_kind", type=click.Choice(["mask"]), default="mask", show_default=True,
-              help="What to write for each photo.")
-@click.option("--overwrite", is_flag=True, help="Redo photos whose output already exists.")
+@click.option("--output", "output_kind", type=click.Choice(["composite", "mask", "both", "layers"]), default=None,
+              help="composite (default with --sky), mask (default without), both, or layers "
+              "(<stem>_mask.png, <stem>_sky.png, <stem>_lighting.png to stack in an editor).")
+@click.option("--format", "fmt", type=click.Choice(["jpg", "png", "webp", "tif"]), default="jpg", show_default=True,
+              help="File format of composites.")
+@click.option("--overwrite", is_flag=True, help="Redo photos whose outputs already exist.")
+@sky_options
 @model_options
-def batch_command(
-    in_dir: Path, out_dir: Path, output_kind: str, overwrite: bool, weights: str | None, device: str, max_megapixels: float
-) -> None:
+def batch_command(in_dir: Path, out_dir: Path, output_kind: str | None, fmt: str, overwrite: bool, **kw: Any) -> None:
     """Process every photo under IN_DIR (recursively) into OUT."""
+    kind = output_kind or ("composite" if kw["sky_spec"] else "mask")
+    if kind != "mask" and kw["sky_spec"] is None:
+        raise click.UsageError(f"--output {kind} needs --sky FILE|PRESET")
     ensure_writable_dir(out_dir)
+    sky = _load_sky_or_fail(kw["sky_spec"], kw["max_megapixels"]) if kind != "mask" else None
     photos = find_photos(in_dir, exclude=out_dir)
     summary = JobSummary()
-    pairs = ((p, out_dir / p.relative_to(in_dir).parent / f"{p.stem}.png") for p in photos)
-    jobs = plan_jobs(pairs, overwrite=overwrite, summary=summary, report=report_error)
+    pairs = ((p, _layer_paths(out_dir / p.relative_to(in_dir).parent / p.stem, kind, fmt)) for p in photos)
+    jobs = plan_jobs(pairs, overwrite, summary, report_error)
     if jobs:
-        masker = load_masker(weights, device, max_megapixels)
-        with click.progressbar(length=len(jobs), label=f"Masking {len(jobs)} photos", file=click.get_text_stream("stderr")) as bar:
-            run_mask_jobs(jobs, masker, summary, report_error, on_done=lambda _job: bar.update(1))
+        replacer = _load_replacer(kw)
+        with click.progressbar(length=len(jobs), label=f"{len(jobs)} photos", file=click.get_text_stream("stderr")) as bar:
+            def tick(_job: PhotoJob) -> None:
+                bar.update(1)
+
+            if kind == "mask":
+                runner: JobRunner[Any] = _mask_runner(replacer, build_options(kw).matte, on_done=tick)
+            else:
+                runner = _replace_runner(replacer, sky, build_options(kw), kind, kw["quality"], on_done=tick)
+            runner.run(jobs, summary)
     finish(summary)

@@ -1,0 +1,166 @@
+"""Sky placement, foreground harmonisation and compositing (all at full resolution).
+
+composite = matte * new_sky + (1 - matte) * harmonised_foreground (+ optional halo at the
+sky line). Every stage works in float32 on arrays the size of the photo and never produces
+NaN or inf: all divisions are guarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .matte import readonly_view
+
+_EPS = 1e-4
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def _check(name: str, value: float, lo: float, hi: float) -> None:
+    if not np.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value}")
+
+
+@dataclass(frozen=True)
+class SkyPlacement:
+    scale: float = 1.0  # >= 1: zoom into the sky beyond "just covers the sky region"
+    shift_x: float = 0.0  # fraction of the photo width, -1..1 (positive = sky moves right)
+    shift_y: float = 0.0  # fraction of the photo height, -1..1 (positive = sky moves down)
+    flip: bool = False
+    brightness: float = 0.0  # exposure in stops, -2..2
+    temperature: float = 0.0  # -1 (cool) .. 1 (warm)
+
+    def validate(self) -> None:
+        _check("sky scale", self.scale, 1.0, 10.0)
+        _check("sky horizontal shift", self.shift_x, -1.0, 1.0)
+        _check("sky vertical shift", self.shift_y, -1.0, 1.0)
+        _check("sky brightness", self.brightness, -2.0, 2.0)
+        _check("sky temperature", self.temperature, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Harmonisation:
+    recolour: float = 0.35  # 0..1: pull the foreground's colour cast toward the new sky's
+    relight: float = 0.4  # 0..1: match the foreground's brightness to the new sky's
+    halo: float = 0.0  # 0..1: soft glow of sky colour over the foreground at the sky line
+    halo_width: float = 0.02  # fraction of the photo's long side
+
+    def validate(self) -> None:
+        _check("recolour strength", self.recolour, 0.0, 1.0)
+        _check("relight strength", self.relight, 0.0, 1.0)
+        _check("halo strength", self.halo, 0.0, 1.0)
+        _check("halo width", self.halo_width, 0.001, 0.2)
+
+
+def lowest_sky_line(matte: np.ndarray, threshold: float = 0.5) -> int:
+    """Row index just below the lowest sky pixel (robust to a few stray pixels); 0 if no sky."""
+    h, w = matte.shape
+    step = max(1, h // 512)
+    rows = (matte[::step] >= threshold).mean(axis=1)
+    sky_rows = np.nonzero(rows > 0.002)[0]
+    if sky_rows.size == 0:
+        return 0
+    return min(h, (int(sky_rows[-1]) + 1) * step)
+
+
+def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
+    """The sky image scaled to cover the region above ``sky_bottom`` (and the full width),
+    its bottom edge anchored at ``sky_bottom``; returns (height, width, 3) float32 in [0, 1]."""
+    placement.validate()
+    sh, sw = sky.shape[:2]
+    region_h = max(sky_bottom, height // 4, 1)
+    cover = max(width / sw, region_h / sh) * placement.scale
+    out_w, out_h = sw * cover, sh * cover
+    # Output pixel (x, y) samples sky pixel ((x - left) / cover, (y - top) / cover).
+    left = (width - out_w) / 2 + placement.shift_x * width
+    top = region_h - out_h + placement.shift_y * height
+    left = float(np.clip(left, width - out_w, 0.0))  # keep the photo covered horizontally
+    top = float(min(top, 0.0))  # never leave a gap at the top
+    src = readonly_view(np.ascontiguousarray(sky)).permute(2, 0, 1)[None].float()
+    if placement.flip:
+        src = src.flip(-1)
+    # Crop the part of the sky that lands on the photo, then resize just that part.
+    x0, y0 = -left / cover, -top / cover
+    x1, y1 = x0 + width / cover, y0 + height / cover
+    ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
+    ix1, iy1 = min(sw, int(np.ceil(x1))), min(sh, int(np.ceil(y1)))
+    crop = src[:, :, iy0:max(iy1, iy0 + 1), ix0:max(ix1, ix0 + 1)]
+    rows_needed = height if iy1 >= int(np.ceil(y1)) else int(round((iy1 - y0) * cover))
+    rows_needed = max(1, min(height, rows_needed))
+    placed = F.interpolate(crop, size=(rows_needed, width), mode="bilinear", align_corners=False, antialias=cover < 1)
+    if rows_needed < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
+        placed = torch.cat([placed, placed[:, :, -1:].expand(-1, -1, height - rows_needed, -1)], dim=2)
+    out = placed[0].permute(1, 2, 0).numpy() / 255.0
+    return _adjust_sky(out, placement)
+
+
+def _adjust_sky(sky: np.ndarray, placement: SkyPlacement) -> np.ndarray:
+    gain = np.float32(2.0**placement.brightness)
+    t = placement.temperature
+    tint = np.array([1 + 0.15 * t, 1.0, 1 - 0.15 * t], np.float32)
+    sky *= gain * tint
+    return np.clip(sky, 0.0, 1.0, out=sky)
+
+
+def _weighted_mean(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Mean colour of (subsampled) ``image`` weighted by ``weight``; mid-grey if no weight."""
+    step = max(1, int(np.sqrt(weight.size / 250_000)))
+    img, wt = image[::step, ::step].reshape(-1, 3).astype(np.float32), weight[::step, ::step].reshape(-1)
+    total = float(wt.sum())
+    if total < _EPS:
+        return np.full(3, 0.5, np.float32)
+    mean = (img * wt[:, None]).sum(axis=0) / total
+    return mean / 255.0 if image.dtype == np.uint8 else mean
+
+
+def foreground_gain(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> np.ndarray:
+    """Per-channel gain (3,) that recolours/relights the foreground toward the new sky."""
+    options.validate()
+    old = _weighted_mean(photo, matte)
+    new = _weighted_mean(new_sky, matte if matte.sum() > _EPS else np.ones_like(matte))
+    old_l, new_l = max(float(old @ LUMA), 0.02), max(float(new @ LUMA), 0.02)
+    chroma = (new / new_l + _EPS) / (old / old_l + _EPS)
+    chroma = np.clip(chroma, 0.6, 1.6)
+    colour_gain = 1 + options.recolour * (chroma - 1)
+    light = float(np.clip(np.sqrt(new_l / old_l), 0.5, 1.6))
+    light_gain = 1 + options.relight * (light - 1)
+    return (colour_gain * light_gain).astype(np.float32)
+
+
+def halo_band(matte: np.ndarray, width_px: float) -> np.ndarray:
+    """Soft band on the foreground side of the sky line, peak 1, ``width_px`` wide."""
+    small_side = 512
+    h, w = matte.shape
+    scale = min(1.0, small_side / max(h, w))
+    m = torch.from_numpy(matte)[None, None]
+    small = F.interpolate(m, scale_factor=scale, mode="area") if scale < 1 else m
+    r = max(1, int(round(width_px * scale)))
+    grown = F.avg_pool2d(F.pad(small, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
+    grown = F.interpolate(grown, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+    return np.clip(grown * 2, 0, 1) * (1 - matte)
+
+
+def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> tuple[np.ndarray, np.ndarray]:
+    """(composite uint8, harmonised foreground uint8) for photo (H,W,3) uint8, matte (H,W), sky (H,W,3) float."""
+    gain = foreground_gain(photo, matte, new_sky, options)
+    h, w = matte.shape
+    out = np.empty((h, w, 3), np.uint8)
+    lit = np.empty((h, w, 3), np.uint8)
+    band = halo_band(matte, options.halo_width * max(h, w)) * options.halo if options.halo > 0 else None
+    sky_mean = _weighted_mean(new_sky, matte) if band is not None else None
+    rows = max(1, 4_000_000 // max(w, 1))  # strips keep the float temporaries small
+    for y0 in range(0, h, rows):
+        sl = slice(y0, min(h, y0 + rows))
+        fg = photo[sl].astype(np.float32) * (gain / 255.0)
+        if band is not None:
+            b = band[sl, :, None]
+            fg = fg * (1 - b) + (1 - (1 - fg) * (1 - sky_mean)) * b  # screen toward the sky colour
+        np.clip(fg, 0, 1, out=fg)
+        lit[sl] = (fg * 255 + 0.5).astype(np.uint8)
+        m = matte[sl, :, None]
+        mixed = new_sky[sl] * m + fg * (1 - m)
+        out[sl] = (np.clip(mixed, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return out, lit

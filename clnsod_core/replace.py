@@ -1,0 +1,82 @@
+"""Sky replacement API: photo + new sky (file or preset) -> composite and editor layers.
+
+The CLI and the editor plugins call ``SkyReplacer``; all options live in ``ReplaceOptions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .compose import Harmonisation, SkyPlacement, composite, lowest_sky_line, place_sky
+from .imageio import PhotoError, load_photo
+from .inference import SkyMasker
+from .matte import MatteOptions, refine_matte
+from .skies import PRESETS, render_preset
+
+PRESET_RENDER_SIDE = 1280  # presets are smooth: render small, let placement scale them up
+
+
+@dataclass(frozen=True)
+class ReplaceOptions:
+    matte: MatteOptions = field(default_factory=MatteOptions)
+    placement: SkyPlacement = field(default_factory=SkyPlacement)
+    harmonisation: Harmonisation = field(default_factory=Harmonisation)
+    seed: int = 0  # for presets
+
+    def validate(self) -> None:
+        self.matte.validate()
+        self.placement.validate()
+        self.harmonisation.validate()
+
+
+@dataclass
+class ReplaceResult:
+    composite: np.ndarray  # (H, W, 3) uint8
+    matte: np.ndarray  # (H, W) float32, 1 = sky
+    sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky
+    foreground: np.ndarray  # (H, W, 3) uint8, the photo after recolour/relight/halo
+
+    def sky_layer(self) -> np.ndarray:
+        """RGBA uint8: the new sky with the matte as alpha (stack above the foreground layer)."""
+        rgba = np.empty((*self.matte.shape, 4), np.uint8)
+        rgba[..., :3] = (self.sky * 255 + 0.5).astype(np.uint8)
+        rgba[..., 3] = (np.clip(self.matte, 0, 1) * 255 + 0.5).astype(np.uint8)
+        return rgba
+
+
+def load_sky(spec: str | Path, max_pixels: int) -> np.ndarray | str:
+    """A preset name (returned as is) or the decoded sky image; PhotoError names the sky file."""
+    text = str(spec)
+    if text in PRESETS:
+        return text
+    try:
+        return load_photo(spec, max_pixels)
+    except PhotoError as exc:
+        raise PhotoError(exc.path, f"sky image unusable: {exc.reason}") from None
+
+
+class SkyReplacer:
+    def __init__(self, masker: SkyMasker) -> None:
+        self.masker = masker
+
+    def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
+        """Edge-aware full-resolution sky matte."""
+        options.validate()
+        prob = self.masker.predict_working_size([photo])[0]
+        return refine_matte(photo, prob, options)
+
+    def replace(self, photo: np.ndarray, sky: np.ndarray | str, options: ReplaceOptions = ReplaceOptions()) -> ReplaceResult:
+        options.validate()
+        matte = self.matte(photo, options.matte)
+        h, w = matte.shape
+        bottom = lowest_sky_line(matte)
+        if isinstance(sky, str):
+            region_h = max(bottom, h // 4, 1)
+            scale = min(1.0, PRESET_RENDER_SIDE / max(w, region_h))
+            sky = render_preset(sky, max(8, round(w * scale)), max(8, round(region_h * scale)), options.seed)
+        placed = place_sky(sky, h, w, bottom, options.placement)
+        comp, foreground = composite(photo, matte, placed, options.harmonisation)
+        return ReplaceResult(comp, matte, placed, foreground)
