@@ -2,7 +2,9 @@
 
 Scores raw probabilities at each photo's original size on the fixed ``val`` split, void
 excluded: IoU at 0.5, MAE, max F (beta^2 = 0.3), the two confusion rates (foreground
-called sky, sky called foreground) and the error inside a band around the sky line.
+called sky, sky called foreground) and the mean absolute error inside a band around the
+sky line. Two upsamplings of the same network output are scored: ``bilinear`` (plain) and
+``matte`` (the edge-aware matte that ``clnsod mask`` writes).
 
     python benchmarks/val_report.py --weights clnsod_core/weights/clnsod-lite0-320.pt \\
         --weights /path/to/ablation/weights.pt --data ../shared/data/skyseg
@@ -18,11 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clnsod_core.inference import upsample_probability
+from clnsod_core.matte import refine_matte
 from clnsod_core.metrics import MetricAccumulator
+from clnsod_core.preprocess import resize_rgb, to_tensor
 from clnsod_core.runtime import tune_allocator
 from clnsod_core.weights_io import load_model
 from trainer.data import index_data_dir, load_samples
-from trainer.train import predict_probabilities
 
 
 def boundary_band(gt: np.ndarray, radius: int) -> np.ndarray:
@@ -47,22 +51,30 @@ def main() -> None:
     report: dict[str, dict[str, dict[str, float]]] = {}
     for weights in args.weights:
         model = load_model(Path(weights))
-        accs: dict[str, MetricAccumulator] = {}
-        band_err: dict[str, list[float]] = {}
+        accs: dict[tuple[str, str], MetricAccumulator] = {}
+        band_err: dict[tuple[str, str], list[float]] = {}
         for sample in samples:
-            prob = predict_probabilities(model, sample.image, torch.device("cpu"))
+            with torch.inference_mode():
+                small = torch.sigmoid(model(to_tensor([resize_rgb(sample.image, model.config.input_size)])).logits)[0, 0]
             gt = sample.mask > 127
-            accs.setdefault(sample.ref.dataset, MetricAccumulator(stretch=False)).add(prob, gt, sample.void)
             band = boundary_band(gt, args.band)
             if sample.void is not None:
                 band &= ~sample.void
-            if band.any():
-                band_err.setdefault(sample.ref.dataset, []).append(float(np.abs(prob[band] - gt[band]).mean()))
-        report[weights] = {}
-        for name, acc in sorted(accs.items()):
-            report[weights][name] = {**acc.result(), "band_mae": float(np.mean(band_err.get(name, [0.0])))}
+            outputs = {
+                "bilinear": upsample_probability(small, gt.shape),
+                "matte": refine_matte(sample.image, small),
+            }
+            for pipeline, prob in outputs.items():
+                key = (sample.ref.dataset, pipeline)
+                accs.setdefault(key, MetricAccumulator(stretch=False)).add(prob, gt, sample.void)
+                if band.any():
+                    band_err.setdefault(key, []).append(float(np.abs(prob[band] - gt[band]).mean()))
+        report[weights] = {
+            f"{name}/{pipeline}": {**acc.result(), "band_mae": float(np.mean(band_err.get((name, pipeline), [0.0])))}
+            for (name, pipeline), acc in sorted(accs.items())
+        }
     keys = ["iou", "mae", "max_f", "fg_as_sky", "sky_as_fg", "band_mae"]
-    print(f"| weights | dataset | images | {' | '.join(keys)} |")
+    print(f"| weights | dataset/upsampling | images | {' | '.join(keys)} |")
     print("|" + "---|" * (len(keys) + 3))
     for weights, per in report.items():
         for name, m in per.items():
