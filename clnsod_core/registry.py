@@ -51,17 +51,8 @@ REGISTRY: dict[str, WeightsEntry] = {
             description="Default: EfficientNet-Lite0 CLN-SOD, 320x320, skyseg train split (embedded)",
             embedded=True,
         ),
-        WeightsEntry(
-            name="clnsod-lite0-320-nocontext",
-            filename="clnsod-lite0-320-nocontext.pt",
-            url=RELEASE_BASE + "clnsod-lite0-320-nocontext.pt",
-            sha256="__SHA_ABLATION__",
-            size=0,
-            input_size=320,
-            licence=_NC,
-            description="Ablation: same network without the context-aware map (for comparisons)",
-        ),
     )
+    # Larger or retrained weights are added here once they are published as release assets.
 }
 DEFAULT_WEIGHTS = "clnsod-lite0-320"
 
