@@ -82,17 +82,14 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
     src = readonly_view(np.ascontiguousarray(sky)).permute(2, 0, 1)[None].float()
     if placement.flip:
         src = src.flip(-1)
-    # Crop the part of the sky that lands on the photo, then resize just that part.
-    x0, y0 = -left / cover, -top / cover
-    x1, y1 = x0 + width / cover, y0 + height / cover
-    ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
-    ix1, iy1 = min(sw, int(np.ceil(x1))), min(sh, int(np.ceil(y1)))
-    crop = src[:, :, iy0:max(iy1, iy0 + 1), ix0:max(ix1, ix0 + 1)]
-    rows_needed = height if iy1 >= int(np.ceil(y1)) else int(round((iy1 - y0) * cover))
-    rows_needed = max(1, min(height, rows_needed))
-    placed = F.interpolate(crop, size=(rows_needed, width), mode="bilinear", align_corners=False, antialias=cover < 1)
-    if rows_needed < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
-        placed = torch.cat([placed, placed[:, :, -1:].expand(-1, -1, height - rows_needed, -1)], dim=2)
+    # Resize only the part of the sky that lands on the photo (to within one sky pixel).
+    x0, y0 = -left / cover, -top / cover  # sky coordinates of the photo's top-left corner
+    sky_rows = max(1, min(height, round((sh - y0) * cover)))  # photo rows covered by the sky image
+    crop = src[:, :, int(y0) : max(int(y0) + 1, int(np.ceil(y0 + sky_rows / cover))),
+               int(x0) : max(int(x0) + 1, int(np.ceil(x0 + width / cover)))]
+    placed = F.interpolate(crop, size=(sky_rows, width), mode="bilinear", align_corners=False, antialias=cover < 1)
+    if sky_rows < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
+        placed = torch.cat([placed, placed[:, :, -1:].expand(-1, -1, height - sky_rows, -1)], dim=2)
     out = placed[0].permute(1, 2, 0).numpy() / 255.0
     return _adjust_sky(out, placement)
 
