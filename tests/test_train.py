@@ -63,3 +63,9 @@ def test_ddp_two_cpu_processes(tiny_dataset: Path, tmp_path: Path) -> None:
     ckpt = torch.load(tmp_path / "ddp" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 3
     assert load_model(tmp_path / "ddp" / "weights.pt").context is None
+
+
+def test_no_context_conflicts_with_context_weights(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train("--data", tiny_dataset, "--out", tmp_path / "x", "--no-context", "--max-steps", "1")
+    assert result.returncode == 1
+    assert "these weights have the context-aware map" in result.stderr and "Traceback" not in result.stderr

@@ -31,7 +31,7 @@ from clnsod_core.losses import clnsod_loss
 from clnsod_core.metrics import MetricAccumulator
 from clnsod_core.model import CLNSOD
 from clnsod_core.preprocess import resize_rgb, to_tensor
-from clnsod_core.weights_io import atomic_torch_save, load_model, save_weights
+from clnsod_core.weights_io import WeightsError, atomic_torch_save, load_model, save_weights
 
 from .augment import AugmentConfig, augment, pure_sky_band
 from .data import DatasetError, Sample, index_data_dir, load_samples
@@ -246,6 +246,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 log.warning("resume: %s differs from the checkpoint (%r vs %r); using the checkpoint's", key, asdict(cfg)[key], saved[key])
         cfg = TrainConfig(**{**saved, "out": cfg.out, "max_steps": cfg.max_steps, "threads": cfg.threads})
 
+    init_model = load_model(Path(cfg.init_weights)) if state is None and cfg.init_weights else None
+    if init_model is not None:
+        # Fine-tuning keeps the architecture of the weights it starts from.
+        wanted = cfg.model.get("use_context_prior")
+        if wanted is not None and wanted != init_model.config.use_context_prior:
+            raise WeightsError(f"{cfg.init_weights}: these weights {'have' if not wanted else 'lack'} the context-aware map; "
+                               "drop --no-context or start from other weights")
+        cfg = TrainConfig(**{**asdict(cfg), "model": init_model.config.to_dict()})
     model_cfg = ModelConfig.from_dict(cfg.model)
     aug_cfg = AugmentConfig(**cfg.augment)
     size = model_cfg.input_size
@@ -266,8 +274,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     random.seed(cfg.seed)
     model = CLNSOD(model_cfg)
     if state is None:
-        if cfg.init_weights:
-            model.load_state_dict(load_model(Path(cfg.init_weights)).state_dict())
+        if init_model is not None:
+            model.load_state_dict(init_model.state_dict())
         elif cfg.imagenet_init:
             model.backbone.load_imagenet(load_imagenet_lite0())
     model.to(device)

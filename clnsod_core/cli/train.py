@@ -48,8 +48,6 @@ def train_command(
             init_weights = str(resolve_weights(spec, progress=DownloadProgress(f"downloading {init}")))
         except (WeightsError, DownloadError) as exc:
             raise click.BadParameter(str(exc), param_hint="--init") from None
-    if no_context and init_weights:
-        raise click.BadParameter("--no-context builds a different network; use it with --init imagenet", param_hint="--init")
     cfg = TrainConfig(
         data=[str(d) for d in data], out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, amp=not no_amp, imagenet_init=imagenet,
