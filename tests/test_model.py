@@ -18,7 +18,7 @@ def test_forward_backward_at_working_size(use_context_prior: bool) -> None:
     if use_context_prior:
         assert out.context_map is not None
         assert out.context_map.shape == (2, cfg.num_positions, cfg.num_positions) == (2, 400, 400)
-        assert 0.0 <= float(out.context_map.min()) and float(out.context_map.max()) <= 1.0
+        assert 0.0 <= out.context_map.min().item() and out.context_map.max().item() <= 1.0
     else:
         assert out.context_map is None
     mask = torch.zeros(2, 1, 320, 320)
