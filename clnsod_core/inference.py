@@ -72,7 +72,7 @@ class SkyMasker:
         if not images:
             return []
         small = self.predict_working_size(images)
-        return [upsample_probability(prob, image.shape[:2]) for prob, image in zip(small, images)]
+        return [upsample_probability(prob, image.shape[:2]) for prob, image in zip(small, images, strict=True)]
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         return self.predict_batch([image])[0]

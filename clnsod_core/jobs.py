@@ -70,7 +70,7 @@ class JobRunner(Generic[R]):
                     self._fail(summary, str(exc))
                     self._done(job)
             results = self.compute(ready) if ready else []
-            for item, result in zip(ready, results):
+            for item, result in zip(ready, results, strict=True):
                 try:
                     self.write(item, result)
                     summary.written += 1
@@ -111,7 +111,7 @@ def plan_jobs(
     for source, targets in pairs:
         keys = [t.resolve() for t in targets]
         source_key = source.resolve()
-        clash = next((t for t, k in zip(targets, keys) if k in claimed), None)
+        clash = next((t for t, k in zip(targets, keys, strict=True) if k in claimed), None)
         if any(k == source_key for k in keys):
             line = f"{source}: output would overwrite the input; choose another output folder"
         elif clash is not None:

@@ -326,9 +326,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     model.train()
     window_loss, window_n, window_t = 0.0, 0, time.time()
     while global_step < last_step:
-        epoch, pos = divmod(global_step, steps_per_epoch)
+        epoch, first_pos = divmod(global_step, steps_per_epoch)
         order = _epoch_order(cfg.seed, epoch, len(samples))
-        for pos, indices in _batches(order, pos, steps_per_epoch, cfg.batch_size, info):
+        for pos, indices in _batches(order, first_pos, steps_per_epoch, cfg.batch_size, info):
             if global_step >= last_step:
                 break
             images, masks, voids = _make_batch(samples, indices, donors, size, aug_cfg, (cfg.seed, epoch, global_step, info.rank))

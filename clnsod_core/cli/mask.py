@@ -72,7 +72,7 @@ def build_options(kw: dict[str, Any]) -> ReplaceOptions:
 def _mask_runner(replacer: SkyReplacer, options: MatteOptions, **kw: Any) -> JobRunner[np.ndarray]:
     def compute(items: list[Decoded]) -> list[np.ndarray]:
         probs = replacer.masker.predict_working_size([item.image for item in items])
-        return [refine_matte(item.image, prob, options) for item, prob in zip(items, probs)]
+        return [refine_matte(item.image, prob, options) for item, prob in zip(items, probs, strict=True)]
 
     def write(item: Decoded, matte: np.ndarray) -> None:
         save_mask_png(matte, item.job.targets[0])
