@@ -20,10 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clnsod_core.inference import upsample_probability
+from clnsod_core.inference import predict_working_size, upsample_probability
 from clnsod_core.matte import refine_matte
 from clnsod_core.metrics import MetricAccumulator
-from clnsod_core.preprocess import resize_rgb, to_tensor
 from clnsod_core.runtime import tune_allocator
 from clnsod_core.weights_io import load_model
 from trainer.data import index_data_dir, load_samples
@@ -54,8 +53,7 @@ def main() -> None:
         accs: dict[tuple[str, str], MetricAccumulator] = {}
         band_err: dict[tuple[str, str], list[float]] = {}
         for sample in samples:
-            with torch.inference_mode():
-                small = torch.sigmoid(model(to_tensor([resize_rgb(sample.image, model.config.input_size)])).logits)[0, 0]
+            small = predict_working_size(model, [sample.image], torch.device("cpu"))[0]
             gt = sample.mask > 127
             band = boundary_band(gt, args.band)
             if sample.void is not None:

@@ -104,6 +104,8 @@ def download_verified(
     progress: ProgressCallback | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` unless a verified copy is already there; returns ``dest``."""
+    if dest.is_file() and sha256_of(dest) == sha256:
+        return dest  # no lock needed: the cache may even be read-only (weights placed by hand)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     by_hand = f"download it yourself and save it as {dest} (sha256 {sha256})"

@@ -61,11 +61,9 @@ class SkyMasker:
     def input_size(self) -> int:
         return self.model.config.input_size
 
-    @torch.inference_mode()
     def predict_working_size(self, images: list[np.ndarray]) -> torch.Tensor:
         """(B, S, S) float32 sky probabilities at the network's working size."""
-        batch = to_tensor([resize_rgb(image, self.input_size) for image in images]).to(self.device)
-        return torch.sigmoid(self.model(batch).logits.float())[:, 0].cpu()
+        return predict_working_size(self.model, images, self.device)
 
     def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Full-resolution (H, W) float32 probabilities in [0, 1] for RGB uint8 photos."""
@@ -81,6 +79,13 @@ class SkyMasker:
         """(upright RGB photo, its sky probability); PhotoError on unusable input."""
         image = load_photo(path, self.max_pixels)
         return image, self.predict(image)
+
+
+@torch.inference_mode()
+def predict_working_size(model: CLNSOD, images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """(B, S, S) float32 sky probabilities at the network's working size (also used by validation)."""
+    batch = to_tensor([resize_rgb(image, model.config.input_size) for image in images]).to(device)
+    return torch.sigmoid(model(batch).logits.float())[:, 0].cpu()
 
 
 def upsample_probability(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -94,8 +94,6 @@ def fetch(entry: WeightsEntry, url: str | None = None, progress: ProgressCallbac
             raise WeightsError(f"{path}: embedded weights are missing or damaged; reinstall clnsod")
         return path
     dest = cache_dir() / entry.filename
-    if dest.is_file() and sha256_of(dest) == entry.sha256:
-        return dest
     return download_verified(url or entry.url, dest, entry.sha256, entry.size or None, policy, progress)
 
 
@@ -119,10 +117,7 @@ def resolve_weights(spec: str | Path | None, progress: ProgressCallback | None =
         if match is None:
             raise WeightsError(f"{text}: a weights URL needs its checksum, e.g. {url}#sha256=<64 hex digits>")
         digest = match.group(1).lower()
-        dest = cache_dir() / "by-sha256" / f"{digest}.pt"
-        if dest.is_file() and sha256_of(dest) == digest:
-            return dest
-        return download_verified(url, dest, digest, None, policy, progress)
+        return download_verified(url, cache_dir() / "by-sha256" / f"{digest}.pt", digest, None, policy, progress)
     path = Path(text).expanduser()
     if path.is_file():
         return path

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .compose import Harmonisation, SkyPlacement, composite, lowest_sky_line, place_sky
-from .imageio import PhotoError, load_photo
+from .imageio import PhotoError, load_photo, probability_to_u8
 from .inference import SkyMasker
 from .matte import MatteOptions, refine_matte
 from .skies import PRESETS, render_preset
@@ -43,7 +43,7 @@ class ReplaceResult:
         """RGBA uint8: the new sky with the matte as alpha (stack above the foreground layer)."""
         rgba = np.empty((*self.matte.shape, 4), np.uint8)
         rgba[..., :3] = (self.sky * 255 + 0.5).astype(np.uint8)
-        rgba[..., 3] = (np.clip(self.matte, 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgba[..., 3] = probability_to_u8(self.matte)
         return rgba
 
 

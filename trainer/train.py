@@ -22,15 +22,14 @@ import click
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from clnsod_core.backbone import load_imagenet_lite0
 from clnsod_core.config import ModelConfig
+from clnsod_core.inference import predict_working_size, upsample_probability
 from clnsod_core.losses import clnsod_loss
 from clnsod_core.metrics import MetricAccumulator
 from clnsod_core.model import CLNSOD
-from clnsod_core.preprocess import resize_rgb, to_tensor
 from clnsod_core.weights_io import WeightsError, atomic_torch_save, load_model, save_weights
 
 from .augment import AugmentConfig, augment, pure_sky_band
@@ -153,23 +152,13 @@ def _make_batch(
     return torch.stack(images), torch.stack(masks), torch.stack(voids)
 
 
-@torch.no_grad()
-def predict_probabilities(model: CLNSOD, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """Sky probability at the image's own size (network at its working size)."""
-    size = model.config.input_size
-    batch = to_tensor([resize_rgb(image, size)]).to(device)
-    logits = model(batch).logits
-    prob = torch.sigmoid(F.interpolate(logits.float(), size=image.shape[:2], mode="bilinear", align_corners=False))
-    return prob[0, 0].cpu().numpy()
-
-
 def validate(model: CLNSOD, samples: list[Sample], device: torch.device) -> dict[str, dict[str, float]]:
     """Per-dataset IoU / MAE / maxF of raw probabilities at each photo's original size."""
     was_training = model.training
     model.eval()
     per_dataset: dict[str, MetricAccumulator] = {}
     for sample in samples:
-        prob = predict_probabilities(model, sample.image, device)
+        prob = upsample_probability(predict_working_size(model, [sample.image], device)[0], sample.image.shape[:2])
         acc = per_dataset.setdefault(sample.ref.dataset, MetricAccumulator(stretch=False))
         acc.add(prob, sample.mask > 127, sample.void)
     model.train(was_training)
