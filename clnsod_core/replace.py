@@ -5,6 +5,7 @@ The CLI and the editor plugins call ``SkyReplacer``; all options live in ``Repla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +69,14 @@ class SkyReplacer:
         prob = self.masker.predict_working_size([photo])[0]
         return refine_matte(photo, prob, options)
 
-    def replace(self, photo: np.ndarray, sky: np.ndarray | str, options: ReplaceOptions = ReplaceOptions()) -> ReplaceResult:
+    def replace(self, photo: np.ndarray, sky: np.ndarray | str, options: ReplaceOptions = ReplaceOptions(),
+                on_stage: Callable[[str], None] | None = None) -> ReplaceResult:
+        """``on_stage`` is told when each slow stage starts (for progress reporting)."""
         options.validate()
+        report = on_stage or (lambda _stage: None)
+        report("computing the sky matte")
         matte = self.matte(photo, options.matte)
+        report("placing the new sky")
         h, w = matte.shape
         bottom = lowest_sky_line(matte)
         if isinstance(sky, str):
@@ -78,5 +84,6 @@ class SkyReplacer:
             scale = min(1.0, PRESET_RENDER_SIDE / max(w, region_h))
             sky = render_preset(sky, max(8, round(w * scale)), max(8, round(region_h * scale)), options.seed)
         placed = place_sky(sky, h, w, bottom, options.placement)
+        report("blending the foreground")
         comp, foreground = composite(photo, matte, placed, options.harmonisation)
         return ReplaceResult(comp, matte, placed, foreground)
