@@ -7,13 +7,13 @@ NaN or inf: all divisions are guarded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
-from .matte import readonly_view
+from .matte import readonly_view, resize_in_bands
 
 _EPS = 1e-4
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -79,19 +79,24 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
     top = region_h - out_h + placement.shift_y * height
     left = float(np.clip(left, width - out_w, 0.0))  # keep the photo covered horizontally
     top = float(min(top, 0.0))  # never leave a gap at the top
-    src = readonly_view(np.ascontiguousarray(sky)).permute(2, 0, 1)[None].float()
-    if placement.flip:
-        src = src.flip(-1)
+    src = readonly_view(np.ascontiguousarray(sky)).permute(2, 0, 1)  # (3, sh, sw) view, no copy
     # Resize only the part of the sky that lands on the photo (to within one sky pixel).
     x0, y0 = -left / cover, -top / cover  # sky coordinates of the photo's top-left corner
     sky_rows = max(1, min(height, round((sh - y0) * cover)))  # photo rows covered by the sky image
-    crop = src[:, :, int(y0) : max(int(y0) + 1, int(np.ceil(y0 + sky_rows / cover))),
-               int(x0) : max(int(x0) + 1, int(np.ceil(x0 + width / cover)))]
-    placed = F.interpolate(crop, size=(sky_rows, width), mode="bilinear", align_corners=False, antialias=cover < 1)
+    cx0 = int(x0)
+    cx1 = min(sw, max(cx0 + 1, int(np.ceil(x0 + width / cover))))  # columns in the (possibly mirrored) sky
+    rows = slice(int(y0), max(int(y0) + 1, int(np.ceil(y0 + sky_rows / cover))))
+    crop = src[:, rows, sw - cx1 : sw - cx0].flip(-1) if placement.flip else src[:, rows, cx0:cx1]
+    # Filled a band of rows at a time: a 100 MP photo never holds more than the float32 result.
+    out = np.empty((height, width, 3), np.float32)
+    for r0, r1, band in resize_in_bands(crop, sky_rows, width, antialias=cover < 1):
+        part = out[r0:r1]
+        part[...] = band.permute(1, 2, 0).numpy()
+        part /= 255.0
+        _adjust_sky(part, placement)
     if sky_rows < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
-        placed = torch.cat([placed, placed[:, :, -1:].expand(-1, -1, height - sky_rows, -1)], dim=2)
-    out = placed[0].permute(1, 2, 0).numpy() / 255.0
-    return _adjust_sky(out, placement)
+        out[sky_rows:] = out[sky_rows - 1]
+    return out
 
 
 def _adjust_sky(sky: np.ndarray, placement: SkyPlacement) -> np.ndarray:
@@ -129,15 +134,21 @@ def foreground_gain(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, o
 
 def halo_band(matte: np.ndarray, width_px: float) -> np.ndarray:
     """Soft band on the foreground side of the sky line, peak 1, ``width_px`` wide."""
+    w = matte.shape[1]
+    return np.concatenate([band for _, band in _halo_bands(matte, width_px, max(1, 4_000_000 // max(w, 1)))])
+
+
+def _halo_bands(matte: np.ndarray, width_px: float, rows: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """``halo_band`` a band of ``rows`` rows at a time (the grown matte is upsampled per band)."""
     small_side = 512
     h, w = matte.shape
     scale = min(1.0, small_side / max(h, w))
-    m = torch.from_numpy(matte)[None, None]
+    m = readonly_view(matte)[None, None]
     small = F.interpolate(m, scale_factor=scale, mode="area") if scale < 1 else m
     r = max(1, int(round(width_px * scale)))
-    grown = F.avg_pool2d(F.pad(small, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
-    grown = F.interpolate(grown, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
-    return np.clip(grown * 2, 0, 1) * (1 - matte)
+    grown = F.avg_pool2d(F.pad(small, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)[0]
+    for y0, y1, band in resize_in_bands(grown, h, w, band_pixels=rows * w):
+        yield slice(y0, y1), np.clip(band[0].numpy() * 2, 0, 1) * (1 - matte[y0:y1])
 
 
 def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> tuple[np.ndarray, np.ndarray]:
@@ -146,14 +157,15 @@ def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options
     h, w = matte.shape
     out = np.empty((h, w, 3), np.uint8)
     lit = np.empty((h, w, 3), np.uint8)
-    band = halo_band(matte, options.halo_width * max(h, w)) * options.halo if options.halo > 0 else None
-    sky_mean = _weighted_mean(new_sky, matte) if band is not None else None
     rows = max(1, 4_000_000 // max(w, 1))  # strips keep the float temporaries small
+    halo = _halo_bands(matte, options.halo_width * max(h, w), rows) if options.halo > 0 else None
+    sky_mean = _weighted_mean(new_sky, matte) if halo is not None else None
     for y0 in range(0, h, rows):
         sl = slice(y0, min(h, y0 + rows))
         fg = photo[sl].astype(np.float32) * (gain / 255.0)
-        if band is not None:
-            b = band[sl, :, None]
+        if halo is not None:
+            _, band = next(halo)  # same rows as this strip
+            b = band[:, :, None] * options.halo
             fg = fg * (1 - b) + (1 - (1 - fg) * (1 - sky_mean)) * b  # screen toward the sky colour
         np.clip(fg, 0, 1, out=fg)
         lit[sl] = (fg * 255 + 0.5).astype(np.uint8)

@@ -9,6 +9,8 @@ never leaves a partial file behind.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -91,16 +93,20 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
     if path.is_dir():
         raise PhotoError(path, "is a directory, not an image file")
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except FileNotFoundError:
         raise PhotoError(path, "file not found") from None
     except OSError as exc:
         raise PhotoError(path, f"cannot access file ({exc.strerror or exc})") from None
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device could block or never end
+        raise PhotoError(path, "not a regular file (a pipe, socket or device)")
+    if info.st_size == 0:
         raise PhotoError(path, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            # Our own limit replaces the bomb warning; others ("Corrupt EXIF data") are about data we
+            # either decode anyway or reject with a clear error: neither needs a Python warning.
+            warnings.simplefilter("ignore")
             with Image.open(path) as im:
                 pixels = im.width * im.height
                 if pixels > max_pixels:
@@ -110,8 +116,8 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)  # animated / multi-page: use the first frame
                 im.load()
-                upright = ImageOps.exif_transpose(im)
-                return _to_rgb(upright), _meta(upright, im.info.get("icc_profile"))
+                ImageOps.exif_transpose(im, in_place=True)  # in place: no second full-size copy
+                return _to_rgb(im), _meta(im, im.info.get("icc_profile"))
     except PhotoError:
         raise
     except Image.DecompressionBombError:
@@ -130,10 +136,31 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise PhotoError(path, "not enough memory to decode this image") from None
 
 
+def header_pixels(path: Path | str) -> int:
+    """Width x height from the file header without decoding (0 if unreadable: decoding reports why)."""
+    try:
+        if not Path(path).is_file():  # never open a FIFO or device: it could block
+            return 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return im.width * im.height
+    except Exception:  # any failure is reported properly when the photo is decoded
+        return 0
+
+
+_PART = re.compile(r"\.clnsod-(\d+)-[^/]*\.part$")
+
+
 def write_atomic(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
-    """Call ``writer`` on a temp file next to ``path``, then rename it into place."""
+    """Call ``writer`` on a private (0600) temp file next to ``path``, then rename it into place.
+
+    The temp name is unique per process and call (concurrent runs never share one), carries the
+    writer's pid (so ``remove_stale_parts`` can tell an abandoned one) and stays short enough for
+    a 255-byte file name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    prefix = f".{path.name.encode('utf-8', 'surrogateescape')[:100].decode('utf-8', 'ignore')}.clnsod-{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
@@ -146,9 +173,49 @@ def write_atomic(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def remove_stale_parts(folder: Path, recursive: bool = False) -> int:
+    """Delete temp files left by a killed run (their pid is gone); returns how many.
+    Temp files of live processes, such as a concurrent run, are left alone."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for part in folder.rglob(".*.part") if recursive else folder.glob(".*.part"):
+        match = _PART.search(part.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            part.unlink()
+            removed += 1
+        except OSError:
+            pass  # another run removed it, or it is not ours to remove
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def probability_to_u8(prob: np.ndarray) -> np.ndarray:
-    """Soft probability in [0, 1] -> 8-bit (sky = 255), soft values kept."""
-    return np.clip(np.nan_to_num(prob) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """Soft probability in [0, 1] -> 8-bit (sky = 255), soft values kept.
+
+    Converted in bands of rows so a 100 MP matte needs no full-size float temporaries."""
+    prob = np.asarray(prob)
+    if prob.ndim < 2:
+        return np.clip(np.nan_to_num(prob) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = np.empty(prob.shape, np.uint8)
+    rows = max(1, 2_000_000 // max(1, prob[0].size))
+    for y0 in range(0, prob.shape[0], rows):
+        band = np.nan_to_num(prob[y0 : y0 + rows]) * 255.0 + 0.5
+        out[y0 : y0 + rows] = np.clip(band, 0, 255)  # truncating cast, as astype(np.uint8)
+    return out
 
 
 def save_mask_png(prob: np.ndarray, path: Path) -> None:

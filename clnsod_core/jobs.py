@@ -15,10 +15,13 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .imageio import PhotoError, PhotoMeta, load_photo_with_meta
+from .imageio import PhotoError, PhotoMeta, header_pixels, load_photo_with_meta
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"})
 R = TypeVar("R")
+# Decoded photos held at once (current chunk + the one decoding ahead), in pixels: beyond it
+# chunks shrink and decoding stops overlapping, so large panoramas stay within memory.
+HELD_PIXELS = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -58,40 +61,62 @@ class JobRunner(Generic[R]):
     report: ErrorReporter
     chunk: int = 1
     on_done: Callable[[PhotoJob], None] | None = None
+    held_pixels: int = HELD_PIXELS
 
     def run(self, jobs: list[PhotoJob], summary: JobSummary) -> JobSummary:
         for pairs in self._decoded_chunks(jobs):
-            ready: list[Decoded] = []
-            for job, future in pairs:
-                try:
-                    image, meta = future.result()
-                    ready.append(Decoded(job, image, meta))
-                except PhotoError as exc:
-                    self._fail(summary, str(exc))
-                    self._done(job)
-            results = self.compute(ready) if ready else []
-            for item, result in zip(ready, results, strict=True):
-                try:
-                    self.write(item, result)
-                    summary.written += 1
-                except OSError as exc:
-                    self._fail(summary, f"{item.job.source}: cannot write output ({exc.strerror or exc})")
-                except ValueError as exc:
-                    self._fail(summary, f"{item.job.source}: {exc}")
-                self._done(item.job)
+            self._run_chunk(pairs, summary)  # its photos and results are freed before the next chunk
         return summary
 
-    def _decoded_chunks(self, jobs: list[PhotoJob]) -> Iterator[list[tuple[PhotoJob, Future]]]:
-        """The next chunk decodes while the current one is computed."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnsod-decode") as pool:
-            def submit(batch: list[PhotoJob]) -> list[tuple[PhotoJob, Future]]:
-                return [(job, pool.submit(load_photo_with_meta, job.source, self.max_pixels)) for job in batch]
+    def _run_chunk(self, pairs: list[tuple[PhotoJob, Future]], summary: JobSummary) -> None:
+        ready: list[Decoded] = []
+        for job, future in pairs:
+            try:
+                image, meta = future.result()
+                ready.append(Decoded(job, image, meta))
+            except PhotoError as exc:
+                self._fail(summary, str(exc))
+                self._done(job)
+        results = self.compute(ready) if ready else []
+        for item, result in zip(ready, results, strict=True):
+            try:
+                self.write(item, result)
+                summary.written += 1
+            except OSError as exc:
+                self._fail(summary, f"{item.job.source}: cannot write output ({exc.strerror or exc})")
+            except ValueError as exc:
+                self._fail(summary, f"{item.job.source}: {exc}")
+            self._done(item.job)
 
-            pending = submit(jobs[: self.chunk])
-            for start in range(self.chunk, len(jobs) + self.chunk, self.chunk):
-                ahead = submit(jobs[start : start + self.chunk])
+    def _decoded_chunks(self, jobs: list[PhotoJob]) -> Iterator[list[tuple[PhotoJob, Future]]]:
+        """The next chunk decodes while the current one is computed, unless together they would
+        hold more than ``held_pixels`` (then it decodes after)."""
+        chunks = self._chunks(jobs)
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnsod-decode") as pool:
+            def submit(batch: list[tuple[PhotoJob, int]]) -> list[tuple[PhotoJob, Future]]:
+                return [(job, pool.submit(load_photo_with_meta, job.source, self.max_pixels)) for job, _ in batch]
+
+            pending = submit(chunks[0])
+            for current, following in zip(chunks, [*chunks[1:], None], strict=True):
+                overlap = following is not None and _pixels(current) + _pixels(following) <= self.held_pixels
+                ahead = submit(following) if overlap and following is not None else None
                 yield pending
-                pending = ahead
+                if following is not None:
+                    pending = ahead if ahead is not None else submit(following)
+
+    def _chunks(self, jobs: list[PhotoJob]) -> list[list[tuple[PhotoJob, int]]]:
+        """Up to ``chunk`` photos each, and at most half of ``held_pixels`` unless one photo is larger."""
+        sized = [(job, header_pixels(job.source)) for job in jobs]
+        chunks: list[list[tuple[PhotoJob, int]]] = []
+        for item in sized:
+            last = chunks[-1] if chunks else None
+            if last is not None and len(last) < self.chunk and _pixels(last) + item[1] <= self.held_pixels // 2:
+                last.append(item)
+            else:
+                chunks.append([item])
+        return chunks
 
     def _fail(self, summary: JobSummary, line: str) -> None:
         summary.failed.append(line)
@@ -102,20 +127,38 @@ class JobRunner(Generic[R]):
             self.on_done(job)
 
 
+def _pixels(chunk: list[tuple[PhotoJob, int]]) -> int:
+    return sum(pixels for _, pixels in chunk)
+
+
+def _key(path: Path) -> Path:
+    """Canonical path for comparisons; a symlink loop (RuntimeError on Python < 3.13) stays as given."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
 def plan_jobs(
     pairs: Iterable[tuple[Path, tuple[Path, ...]]], overwrite: bool, summary: JobSummary, report: ErrorReporter
 ) -> list[PhotoJob]:
-    """Drop photos whose outputs all exist (unless ``overwrite``), collide, or would replace the input."""
+    """Drop photos whose outputs all exist (unless ``overwrite``), collide, or would replace an input
+    (its own or another photo's: an output folder that overlaps the input folder must not eat photos)."""
+    pairs = list(pairs)
+    inputs = {_key(source): source for source, _ in pairs}
     jobs: list[PhotoJob] = []
     claimed: dict[Path, Path] = {}
     for source, targets in pairs:
-        keys = [t.resolve() for t in targets]
-        source_key = source.resolve()
+        keys = [_key(t) for t in targets]
+        source_key = _key(source)
         clash = next((t for t, k in zip(targets, keys, strict=True) if k in claimed), None)
-        if any(k == source_key for k in keys):
+        eaten = next((inputs[k] for k in keys if k in inputs), None)
+        if eaten is not None and _key(eaten) == source_key:
             line = f"{source}: output would overwrite the input; choose another output folder"
+        elif eaten is not None:
+            line = f"{source}: output would overwrite the input photo {eaten}; choose another output folder"
         elif clash is not None:
-            line = f"{source}: output {clash} is already produced from {claimed[clash.resolve()]} (same file name)"
+            line = f"{source}: output {clash} is already produced from {claimed[_key(clash)]} (same file name)"
         else:
             line = ""
         if line:
@@ -133,10 +176,10 @@ def plan_jobs(
 def find_photos(root: Path, exclude: Path | None = None) -> list[Path]:
     """Image files under ``root`` (recursive, sorted, symlinked folders not followed)."""
     found: list[Path] = []
-    skip = exclude.resolve() if exclude is not None else None
+    skip = _key(exclude) if exclude is not None else None
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (skip is None or (here / d).resolve() != skip))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (skip is None or _key(here / d) != skip))
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append(here / name)

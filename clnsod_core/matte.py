@@ -12,7 +12,9 @@ Edge shift grows/shrinks the sky; edge fade feathers it.
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,13 +119,17 @@ def _shift_edge(p: torch.Tensor, px: float) -> torch.Tensor:
 
 
 def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
-    """Sky matte (H, W) float32 in [0, 1] for RGB uint8 ``image`` (H, W, 3) from a low-res ``prob``."""
+    """Sky matte (H, W) float32 in [0, 1] for RGB uint8 ``image`` (H, W, 3) from a low-res ``prob``.
+
+    The full-resolution stages run in bands of rows, so a 100 MP photo needs the matte itself
+    plus a few small temporaries, never full-size float copies of the photo or coefficients.
+    """
     options.validate()
     h, w = image.shape[:2]
     prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
     scale = min(1.0, options.guide_side / max(h, w))
     gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
-    full = readonly_view(image).permute(2, 0, 1)[None]  # uint8 view, no copy
+    full = readonly_view(image).permute(2, 0, 1)  # uint8 view, no copy
     small = np.asarray(Image.fromarray(image).resize((gw, gh), Image.Resampling.BOX)) if scale < 1 else image
     guide = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
     p = F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False)
@@ -132,16 +138,84 @@ def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: Ma
     radius = max(1, round(options.radius * max(gh, gw)))
     a, b = _guided_coefficients(guide, p, weight, radius, options.eps)
     a, b = _trust_confident_windows(a, b, p, radius)
-    if scale < 1:
-        a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
-        b = F.interpolate(b, size=(h, w), mode="bilinear", align_corners=False)
-    matte = b[0, 0]
-    for c in range(3):  # channel by channel keeps the full-size float copy of the photo out of memory
-        matte += a[0, c] * (full[0, c].float() / 255.0)
+    coefficients = torch.cat([a, b], dim=1)[0]  # (4, gh, gw): A for R, G, B, then b
+    matte = torch.empty((h, w), dtype=torch.float32)
+    bands = resize_in_bands(coefficients, h, w) if scale < 1 else [(0, h, coefficients)]
+    for y0, y1, coef in bands:
+        band = matte[y0:y1]
+        band.copy_(coef[3])
+        for c in range(3):
+            band += coef[c] * (full[c, y0:y1].float() / 255.0)
     if options.edge_fade > 0:
         fade = max(1, round(options.edge_fade / 2))
-        matte = box_filter(box_filter(matte[None, None], fade), fade)[0, 0]  # ~Gaussian feather
+        matte = box_filter_in_bands(box_filter_in_bands(matte, fade), fade, out=matte)  # ~Gaussian feather
     return _clean(matte).numpy()
+
+
+BAND_PIXELS = 2_000_000  # output pixels per band of rows in the full-resolution stages
+
+
+def _axis_weights(in_size: int, out_size: int, antialias: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices and weights, both (out_size, taps), of a 1-D resize as
+    ``F.interpolate(mode="bilinear", align_corners=False, antialias=...)`` computes them."""
+    scale = in_size / out_size
+    dst = torch.arange(out_size, dtype=torch.float64)
+    if not antialias:
+        src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
+        i0 = src.floor().clamp(max=in_size - 1)
+        frac = src - i0
+        index = torch.stack([i0, (i0 + 1).clamp(max=in_size - 1)], dim=1).long()
+        return index, torch.stack([1 - frac, frac], dim=1).float()
+    support, inv = (scale, 1 / scale) if scale >= 1 else (1.0, 1.0)  # Pillow's triangle filter
+    center = scale * (dst + 0.5)
+    first = (center - support + 0.5).floor().clamp(min=0.0)
+    stop = (center + support + 0.5).floor().clamp(max=float(in_size))
+    taps = torch.arange(2 * math.ceil(support) + 1, dtype=torch.float64)
+    index = first[:, None] + taps[None, :]
+    weight = (1 - ((index - center[:, None] + 0.5) * inv).abs()).clamp(min=0.0)
+    weight = torch.where(index < stop[:, None], weight, 0.0)
+    weight = weight / weight.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    return index.clamp(max=in_size - 1).long(), weight.float()
+
+
+def resize_in_bands(
+    src: torch.Tensor, out_h: int, out_w: int, antialias: bool = False, band_pixels: int = BAND_PIXELS
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Bilinear resize of ``src`` (C, h, w), any dtype, to (C, out_h, out_w) float32, yielded as
+    (y0, y1, rows y0:y1) bands so the full-size result never has to exist at once. Equals
+    ``F.interpolate(align_corners=False, antialias=...)`` up to float rounding."""
+    _, h, w = src.shape
+    index, weight = _axis_weights(h, out_h, antialias)
+    rows = max(1, band_pixels // max(out_w, 1))
+    for y0 in range(0, out_h, rows):
+        y1 = min(out_h, y0 + rows)
+        idx, wt = index[y0:y1], weight[y0:y1]
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        source = src[:, lo:hi].float()
+        if out_w != w:  # horizontal pass on the few source rows this band needs
+            source = F.interpolate(source[None], size=(hi - lo, out_w), mode="bilinear", align_corners=False,
+                                   antialias=antialias)[0]
+        out = source.index_select(1, idx[:, 0] - lo) * wt[:, 0, None]
+        for t in range(1, idx.shape[1]):
+            out += source.index_select(1, idx[:, t] - lo) * wt[:, t, None]
+        yield y0, y1, out
+
+
+def box_filter_in_bands(x: torch.Tensor, r: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``box_filter`` of a 2-D (H, W) tensor, computed in bands of rows (each with r rows of
+    context) to keep temporaries small; ``out`` must not be ``x``."""
+    h, w = x.shape
+    result = torch.empty_like(x) if out is None else out
+    if r <= 0:
+        return result.copy_(x)
+    row_counts, col_counts = _window_counts(h, r, x.dtype), _window_counts(w, r, x.dtype)
+    rows = max(4 * r, BAND_PIXELS // max(w, 1))
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        lo, hi = max(0, y0 - r), min(h, y1 + r)
+        sums = _box_sum(F.pad(x[None, None, lo:hi], (r, r, r, r)), 2 * r + 1)[0, 0]
+        result[y0:y1] = sums[y0 - lo : y1 - lo] / (row_counts[y0:y1, None] * col_counts[None, :])
+    return result
 
 
 CONFIDENT = 0.02  # a window whose network probabilities all lie within this of 0 or 1 is settled

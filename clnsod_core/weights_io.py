@@ -27,7 +27,8 @@ class WeightsError(ValueError):
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Write to a temp file in the same folder, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Same naming as imageio.write_atomic: remove_stale_parts can clear what a killed run left.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.clnsod-{os.getpid()}-", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from clnsod_core.backbone import load_imagenet_lite0
 from clnsod_core.config import ModelConfig
+from clnsod_core.imageio import remove_stale_parts
 from clnsod_core.inference import predict_working_size, upsample_probability
 from clnsod_core.losses import clnsod_loss
 from clnsod_core.metrics import MetricAccumulator
@@ -223,6 +224,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     out.mkdir(parents=True, exist_ok=True)
     if info.is_main:
         _configure_logging(out / "train.log")
+        remove_stale_parts(out)  # a checkpoint half-written when an earlier run was killed
     checkpoint_path = out / CHECKPOINT_NAME
     state: dict[str, Any] | None = None
     if resume:

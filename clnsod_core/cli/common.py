@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from ..download import DownloadError
-from ..imageio import DEFAULT_MAX_PIXELS
+from ..imageio import DEFAULT_MAX_PIXELS, remove_stale_parts
 from ..inference import DEVICE_CHOICES, SkyMasker
 from ..jobs import JobSummary
 from ..weights_io import WeightsError
@@ -69,15 +71,17 @@ def report_error(line: str) -> None:
     click.echo(f"error: {line}", err=True)
 
 
-def ensure_writable_dir(path: Path) -> None:
-    """Create the output folder and prove it is writable before any work starts."""
+def ensure_writable_dir(path: Path, recursive_cleanup: bool = False) -> None:
+    """Create the output folder and prove it is writable before any work starts; then remove
+    temp files a killed earlier run left there (never those of a run still going)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".clnsod-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".clnsod-write-test-", dir=path)  # unique: runs may probe at once
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise click.ClickException(f"output folder {path} is not writable ({exc.strerror or exc})") from None
+    remove_stale_parts(path, recursive=recursive_cleanup)
 
 
 def finish(summary: JobSummary) -> None:

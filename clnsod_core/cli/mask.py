@@ -121,7 +121,7 @@ def _load_sky_or_fail(spec: str, max_megapixels: float) -> np.ndarray | str:
 
 
 @click.command("mask")
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the masks (<stem>.png).")
 @matte_options
@@ -137,7 +137,7 @@ def mask_command(photos: tuple[Path, ...], out_dir: Path, **kw: Any) -> None:
 
 
 @click.command("replace")
-@click.argument("photo", type=click.Path(path_type=Path))
+@click.argument("photo", type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file; the format follows the extension (.jpg .png .webp .tif).")
 @sky_options
@@ -176,7 +176,7 @@ def batch_command(in_dir: Path, out_dir: Path, output_kind: str | None, fmt: str
     kind = output_kind or ("composite" if kw["sky_spec"] else "mask")
     if kind != "mask" and kw["sky_spec"] is None:
         raise click.UsageError(f"--output {kind} needs --sky FILE|PRESET")
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, recursive_cleanup=True)
     sky = _load_sky_or_fail(kw["sky_spec"], kw["max_megapixels"]) if kind != "mask" else None
     photos = find_photos(in_dir, exclude=out_dir)
     summary = JobSummary()
