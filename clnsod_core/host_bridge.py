@@ -12,11 +12,12 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -208,10 +209,31 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     return {"done": True, "files": files, "sky_line": lowest_sky_line(result.matte)}
 
 
+STOP_FLAG = "--stop-on-stdin-eof"
+EXIT_ORPHANED = 3
+
+
+def stop_when_parent_goes(stream: IO[bytes]) -> None:
+    """Exit as soon as ``stream`` (the plugin's pipe) reaches end of file.
+
+    The plugin never writes to it; it closes when the plugin cancels, exits or is killed (GIMP
+    kills a plug-in whose progress the user cancels), so an abandoned core never keeps running.
+    """
+    def watch() -> None:
+        while stream.read(4096):
+            pass
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="clnsod-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == STOP_FLAG:
+        args = args[1:]
+        stop_when_parent_goes(sys.stdin.buffer)
     if len(args) != 1:
-        emit(error="usage: python -m clnsod_core.host_bridge JOB_DIR")
+        emit(error=f"usage: python -m clnsod_core.host_bridge [{STOP_FLAG}] JOB_DIR")
         return 2
     start = time.monotonic()
     try:

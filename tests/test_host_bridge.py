@@ -254,3 +254,23 @@ def test_plugin_options_match_the_core() -> None:
                                        brightness=opts["sky_brightness"], temperature=opts["sky_temperature"]),
                 harmonisation=Harmonisation(recolour=opts["recolour"], relight=opts["relight"], halo=opts["halo"]))
             core.validate()  # every value the dialogs allow is one the core accepts
+
+
+def test_core_stops_when_the_plugin_goes_away(landscape_photo: Path) -> None:
+    """A plugin that dies (or is killed by its host) closes the core's stdin: the core must exit."""
+    with Image.open(landscape_photo) as im:
+        big = np.asarray(im.convert("RGB").resize((4000, 3000)))
+    job = bridge_client.Job(4000, 3000, "BGRA8", _bgra(big), {"sky": "sunset"})
+    try:
+        process = subprocess.Popen(job.command(sys.executable), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   env=bridge_client.core_environment(), text=True)
+        assert process.stdout is not None and process.stdin is not None
+        first = bridge_client.parse_event(process.stdout.readline())
+        assert first is not None and first.kind == "progress"
+        process.stdin.close()
+        code = process.wait(timeout=30)
+        rest = process.stdout.read()
+    finally:
+        job.cleanup()
+    assert code == host_bridge.EXIT_ORPHANED
+    assert '"done"' not in rest

@@ -179,7 +179,8 @@ class Job:
             handle.write(data)
 
     def command(self, python: str) -> List[str]:
-        return [python, "-m", CORE_MODULE, self.dir]
+        """The core stops by itself when its stdin pipe closes: keep that pipe open while it runs."""
+        return [python, "-m", CORE_MODULE, "--stop-on-stdin-eof", self.dir]
 
     def read_output(self, key: str) -> bytes:
         """An output named in the ``done`` event, size-checked: the matte is 1 byte/pixel, layers 4."""
@@ -213,7 +214,7 @@ def run_blocking(job: Job, python: str, on_progress: Callable[[Event], None],
     """
     try:
         process = subprocess.Popen(job.command(python), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   stdin=subprocess.DEVNULL, env=core_environment(), text=True, encoding="utf-8",
+                                   stdin=subprocess.PIPE, env=core_environment(), text=True, encoding="utf-8",
                                    errors="replace")
     except OSError as exc:
         return Event("error", message=f"cannot start the CLN-SOD core {python}: {exc.strerror or exc}")
@@ -234,6 +235,8 @@ def run_blocking(job: Job, python: str, on_progress: Callable[[Event], None],
             stop(process)
             return Event("error", message="cancelled")
     code = process.wait()
+    if process.stdin is not None:
+        process.stdin.close()
     reader.join(timeout=5)
     if final is None:
         return Event("error", message=failure_message(code, "".join(stderr_lines[-20:])))

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""GIMP 3 plug-in "Replace Sky" (Filters > Sky > Replace Sky...) for CLN-SOD.
+
+The plug-in holds no ML: it sends the active layer's pixels to the CLN-SOD core, which runs in a
+separate process with the core's own Python (see plugin/PROTOCOL.md and bridge_client.py), and
+turns the returned matte, sky and lighting into layers. Standard library + gi only, because GIMP
+runs plug-ins with its own Python (3.13 on Debian 13), which has no torch.
+
+Result (replace mode), in one undo group, above the untouched original layer:
+    Foreground lighting   (straight-alpha layer; transparent where nothing changes)
+    New sky               (opaque sky, layer mask = the matte)
+    <original layer>      (never modified)
+plus a canvas-sized channel "Sky mask" holding the matte.
+Mask-only mode adds only the "Sky mask" channel and loads it as the selection (so the user can
+act on the sky at once); no layer is added and the original is not modified.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject
+
+# install_plugin.py copies bridge_client.py (and core.json) next to this file.
+PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, PLUGIN_DIR)
+import bridge_client as bridge
+import replace_sky_logic as logic
+
+PROCEDURE = "plug-in-clnsod-replace-sky"
+BINARY = "clnsod-replace-sky"
+RGBA_FORMAT = "R'G'B'A u8"  # sRGB-encoded 8-bit, the protocol's RGBA8
+# The matte is coverage. Layer masks are stored linear and read as linear opacity when compositing,
+# so the matte goes in as linear "Y u8": a 50 % matte gives 50 % opacity (exact, checked in GIMP 3.0.4).
+MASK_FORMAT = "Y u8"
+SKY_LAYER = "New sky"
+LIGHTING_LAYER = "Foreground lighting"
+MASK_CHANNEL = "Sky mask"
+MASK_CHANNEL_COLOR = "#3070ff"
+FLAGS = GObject.ParamFlags.READWRITE
+
+
+class PluginError(Exception):
+    """A failure to report to the user as a GIMP error message."""
+
+
+class ReplaceSky(Gimp.PlugIn):
+    """Registers and runs ``plug-in-clnsod-replace-sky``."""
+
+    def do_query_procedures(self) -> list[str]:
+        return [PROCEDURE]
+
+    def do_set_i18n(self, name: str) -> bool:
+        return False  # no translations shipped
+
+    def do_create_procedure(self, name: str) -> Gimp.Procedure:
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
+        procedure.set_image_types("RGB*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label("_Replace Sky...")
+        procedure.add_menu_path("<Image>/Filters/Sky")
+        procedure.set_documentation(
+            "Replace the sky of the active layer (CLN-SOD)",
+            "Finds the sky with the CLN-SOD network and adds, above the untouched layer, a 'New sky' "
+            "layer masked by the sky matte and a 'Foreground lighting' layer, plus a 'Sky mask' channel. "
+            "A sky image file, when given, is used instead of the preset. Mask only adds just the "
+            "'Sky mask' channel and selects it.",
+            name,
+        )
+        procedure.set_attribution("CLN-SOD", "CLN-SOD authors", "2025")
+        add_arguments(procedure)
+        return procedure
+
+    def run(self, procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image,
+            drawables: list[Gimp.Drawable], config: Gimp.ProcedureConfig, data: object) -> Gimp.ValueArray:
+        """Dialog (interactive only), then the core, then the layers; every failure becomes an error."""
+        try:
+            if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+            replace_sky(image, drawables, config)
+        except (PluginError, bridge.BridgeError) as exc:
+            return failure(procedure, str(exc))
+        except Exception as exc:  # noqa: BLE001 - never let a bug crash the plug-in with a bare traceback
+            return failure(procedure, f"internal error in the Replace Sky plug-in: {type(exc).__name__}: {exc}")
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+
+
+def failure(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
+    """EXECUTION_ERROR with the message: GIMP shows it in an error dialog (interactive runs) and
+    hands it to the caller (scripts, batch)."""
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(f"Replace Sky: {message}"))
+
+
+def add_arguments(procedure: Gimp.Procedure) -> None:
+    """The same settings as the Krita plugin: generated from bridge_client's shared option table."""
+    presets = Gimp.Choice.new()
+    for index, name in enumerate(bridge.PRESETS):
+        presets.add(name, index, logic.preset_label(name), "")
+    procedure.add_choice_argument(logic.SKY_PRESET_ARG, "Sky _preset", "Built-in sky (used when no sky image is given)",
+                                  presets, str(bridge.DEFAULT_OPTIONS["sky"]), FLAGS)
+    procedure.add_file_argument(logic.SKY_FILE_ARG, "Sky _image", "Sky image file; replaces the preset when set",
+                                Gimp.FileChooserAction.OPEN, True, None, FLAGS)
+    for option in bridge.NUMBER_OPTIONS:
+        procedure.add_double_argument(logic.arg_name(option.key), logic.mnemonic(option.label), option.tooltip,
+                                      float(option.minimum), float(option.maximum), float(option.default), FLAGS)
+    procedure.add_boolean_argument(logic.SKY_FLIP_ARG, "_Flip sky", "Mirror the new sky horizontally", False, FLAGS)
+    devices = Gimp.Choice.new()
+    for index, name in enumerate(bridge.DEVICES):
+        devices.add(name, index, name if name != "auto" else "auto (GPU if available)", "")
+    procedure.add_choice_argument(logic.DEVICE_ARG, "_Device", "Where the network runs", devices, "auto", FLAGS)
+    procedure.add_boolean_argument(logic.MASK_ONLY_ARG, "_Mask only",
+                                   "Only add the 'Sky mask' channel (and select it); no new layers", False, FLAGS)
+
+
+def argument_names() -> list[str]:
+    """Dialog order: sky source, edge, foreground, placement, device, mode."""
+    numbers = [logic.arg_name(option.key) for option in bridge.NUMBER_OPTIONS]
+    return [logic.SKY_PRESET_ARG, logic.SKY_FILE_ARG, *numbers, logic.SKY_FLIP_ARG, logic.DEVICE_ARG, logic.MASK_ONLY_ARG]
+
+
+def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
+    """GimpUi dialog; imported here so non-interactive (headless) runs never load GTK."""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    GimpUi.init(BINARY)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Replace Sky")
+    try:
+        dialog.fill(argument_names())
+        return bool(dialog.run())
+    finally:
+        dialog.destroy()
+
+
+def the_layer(drawables: list[Gimp.Drawable]) -> Gimp.Layer:
+    """The one layer to work on; channels and layer masks are refused with a clear message."""
+    if len(drawables) != 1:
+        raise PluginError(f"select exactly one layer ({len(drawables)} selected)")
+    drawable = drawables[0]
+    if not isinstance(drawable, Gimp.Layer):  # Gimp.LayerMask is a Gimp.Channel, so refused too
+        raise PluginError("select a layer (not a channel or a layer mask)")
+    return drawable
+
+
+def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.ProcedureConfig) -> None:
+    """Run the core on the layer's pixels, then build the result in one undo group."""
+    layer = the_layer(drawables)
+    values = {name: config.get_property(name) for name in argument_names() if name != logic.SKY_FILE_ARG}
+    sky_file: Gio.File | None = config.get_property(logic.SKY_FILE_ARG)
+    sky_path = sky_file.get_path() if sky_file is not None else None
+    if sky_file is not None and not sky_path:
+        raise PluginError("the sky image must be a local file")
+    options = logic.request_options(values, sky_path)
+
+    width, height = layer.get_width(), layer.get_height()
+    python = bridge.core_python(PLUGIN_DIR)
+    pixels = read_pixels(layer, RGBA_FORMAT, width, height)
+    job = bridge.Job(width, height, "RGBA8", pixels, options)
+    Gimp.progress_init("Replace Sky: starting the CLN-SOD core")
+    try:
+        final = bridge.run_blocking(job, python, report_progress)
+        if final.kind != "done":
+            raise PluginError(final.message)
+        matte = job.read_output("matte")
+        sky = job.read_output("sky") if options["mode"] == "replace" else b""
+        lighting = job.read_output("lighting") if options["mode"] == "replace" else b""
+    finally:
+        job.cleanup()
+        Gimp.progress_end()
+
+    # Everything the image gains is added after the core succeeded, as one undo step.
+    image.undo_group_start()
+    try:
+        channel = add_mask_channel(image, layer, matte)
+        if options["mode"] == "mask":
+            image.select_item(Gimp.ChannelOps.REPLACE, channel)
+        else:
+            add_result_layers(image, layer, sky, lighting, matte)
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+
+
+def report_progress(event: bridge.Event) -> None:
+    Gimp.progress_set_text(f"Replace Sky: {event.message}" if event.message else "Replace Sky")
+    Gimp.progress_update(event.fraction)
+
+
+def read_pixels(drawable: Gimp.Drawable, fmt: str, width: int, height: int) -> bytes:
+    rect = Gegl.Rectangle.new(0, 0, width, height)
+    return bytes(drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+
+def write_pixels(drawable: Gimp.Drawable, fmt: str, x: int, y: int, width: int, height: int, data: bytes) -> None:
+    buffer = drawable.get_buffer()
+    buffer.set(Gegl.Rectangle.new(x, y, width, height), fmt, data)
+    buffer.flush()
+    drawable.update(x, y, width, height)
+
+
+def add_result_layers(image: Gimp.Image, original: Gimp.Layer, sky: bytes, lighting: bytes, matte: bytes) -> None:
+    """"New sky" (masked by the matte) then "Foreground lighting", both directly ABOVE the original.
+
+    Why above and not below: the original is usually opaque, so anything placed below it would be
+    hidden. The sky's layer mask lets the original show through where there is no sky, and the
+    lighting layer (on top) then turns "sky over original" into "sky over harmonised foreground".
+    The original layer itself is never written to.
+    """
+    width, height = original.get_width(), original.get_height()
+    _, offset_x, offset_y = original.get_offsets()
+    parent = original.get_parent()
+    position = image.get_item_position(original)  # inserting at this index puts a layer right above it
+
+    sky_layer = new_layer(image, SKY_LAYER, width, height, offset_x, offset_y)
+    image.insert_layer(sky_layer, parent, position)
+    write_pixels(sky_layer, RGBA_FORMAT, 0, 0, width, height, sky)
+    mask = sky_layer.create_mask(Gimp.AddMaskType.BLACK)
+    sky_layer.add_mask(mask)
+    write_pixels(mask, MASK_FORMAT, 0, 0, width, height, matte)
+
+    lighting_layer = new_layer(image, LIGHTING_LAYER, width, height, offset_x, offset_y)
+    image.insert_layer(lighting_layer, parent, position)
+    write_pixels(lighting_layer, RGBA_FORMAT, 0, 0, width, height, lighting)
+
+
+def new_layer(image: Gimp.Image, name: str, width: int, height: int, offset_x: int, offset_y: int) -> Gimp.Layer:
+    """An RGBA layer that blends in sRGB-encoded values, as the core composes (so the stack equals
+    `clnsod replace`'s composite to 8-bit rounding); GIMP's default would blend in linear light."""
+    layer = Gimp.Layer.new(image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    layer.set_composite_space(Gimp.LayerColorSpace.RGB_PERCEPTUAL)
+    layer.set_offsets(offset_x, offset_y)
+    return layer
+
+
+def channel_format(image: Gimp.Image) -> str:
+    """Encoding that makes the channel's stored values equal the matte.
+
+    GIMP stores channels of 8-bit non-linear images gamma-encoded ("Y' u8", for old XCF files) and
+    linear otherwise, and copies stored values unchanged between a channel and the selection; writing
+    in the channel's own encoding makes "Channel to Selection" select exactly the matte.
+    """
+    return "Y' u8" if image.get_precision() == Gimp.Precision.U8_NON_LINEAR else "Y u8"
+
+
+def add_mask_channel(image: Gimp.Image, layer: Gimp.Layer, matte: bytes) -> Gimp.Channel:
+    """The matte as a canvas-sized channel "Sky mask" (layer offsets applied, off-canvas parts cut)."""
+    canvas_width, canvas_height = image.get_width(), image.get_height()
+    color = Gegl.Color.new(MASK_CHANNEL_COLOR)
+    channel = Gimp.Channel.new(image, MASK_CHANNEL, canvas_width, canvas_height, 50.0, color)
+    channel.set_visible(False)  # a visible channel tints the canvas display; the user shows it on demand
+    image.insert_channel(channel, None, 0)
+    width, height = layer.get_width(), layer.get_height()
+    _, offset_x, offset_y = layer.get_offsets()
+    part = logic.visible_part(offset_x, offset_y, width, height, canvas_width, canvas_height)
+    if part is not None:
+        x, y, w, h = part
+        write_pixels(channel, channel_format(image), offset_x + x, offset_y + y, w, h,
+                     logic.crop_plane(matte, width, 1, x, y, w, h))
+    return channel
+
+
+Gimp.main(ReplaceSky.__gtype__, sys.argv)
