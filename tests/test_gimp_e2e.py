@@ -8,7 +8,7 @@ Python prefix are bind-mounted at their own paths inside a private mount namespa
 (``tests/gimp/gimp_chroot.sh``), so that path works unchanged and no mount outlives the run.
 
 Skipped only when not root or without debootstrap (and no cached chroot), unless
-CLNSOD_REQUIRE_HOSTS=1 (CI), which turns that into a failure. Outputs go to $CLNSOD_E2E_OUT when set.
+CLNSOD_REQUIRE_HOSTS=1 (CI), which turns that into a failure. Outputs go to $CLNSOD_E2E_OUT/gimp when set.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def core_binds() -> list[Path]:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Fresh GIMP profile with the plug-in installed, the downscaled photo and a sky image."""
     work = tmp_path_factory.mktemp("gimp-e2e")
-    out = Path(os.environ["CLNSOD_E2E_OUT"]).resolve() if os.environ.get("CLNSOD_E2E_OUT") else work / "out"
+    out = (Path(os.environ["CLNSOD_E2E_OUT"]) / "gimp").resolve() if os.environ.get("CLNSOD_E2E_OUT") else work / "out"
     out.mkdir(parents=True, exist_ok=True)
     with Image.open(PHOTOS / PHOTO) as im:
         im.convert("RGB").resize((WIDTH, round(WIDTH * im.height / im.width)), Image.Resampling.LANCZOS).save(

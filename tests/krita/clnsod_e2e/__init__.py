@@ -1,0 +1,299 @@
+"""Test-only Krita extension: drives the real Replace Sky plugin through its menu action and dialog.
+
+Installed into a throwaway profile by tests/test_krita_e2e.py. Reads CLNSOD_E2E_OUT (where to write
+report.json and the files), CLNSOD_E2E_PHOTO and CLNSOD_E2E_SESSION ("main" or "broken-core").
+Every step is driven by timers (never a nested event loop), a watchdog ends a stuck run, and Krita
+is always quit through its own file_quit action.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+from krita import Extension, InfoObject, Krita
+from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import (
+    QApplication,
+    QDialogButtonBox,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
+
+OUT = os.environ.get("CLNSOD_E2E_OUT", "")
+PHOTO = os.environ.get("CLNSOD_E2E_PHOTO", "")
+SESSION = os.environ.get("CLNSOD_E2E_SESSION", "main")
+WATCHDOG_S = float(os.environ.get("CLNSOD_E2E_WATCHDOG", "110"))
+POLL_MS = 100
+REPORT = {"session": SESSION, "steps": [], "errors": []}
+
+
+def out(name):
+    return os.path.join(OUT, name)
+
+
+def log(message):
+    REPORT["steps"].append(f"{time.monotonic() - START:7.2f} {message}")
+    write_report()
+
+
+def write_report():
+    with open(out("report.json.tmp"), "w") as handle:
+        json.dump(REPORT, handle, indent=1)
+    os.replace(out("report.json.tmp"), out("report.json"))
+
+
+def excepthook(kind, value, tb):
+    """Krita's own hook opens a modal dialog that would hang a headless run: record and quit instead."""
+    REPORT["errors"].append("".join(traceback.format_exception(kind, value, tb)))
+    finish()
+
+
+START = time.monotonic()
+FINISHED = False
+RUNNER = None
+
+
+def finish():
+    global FINISHED
+    if FINISHED:
+        return
+    FINISHED = True
+    REPORT["finished"] = True
+    write_report()
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, QMessageBox) and widget.isVisible():
+            widget.close()
+    app = Krita.instance()
+    for doc in app.documents():
+        doc.setModified(False)
+    QTimer.singleShot(200, lambda: app.action("file_quit").trigger())
+
+
+def find_widget(name):
+    for widget in QApplication.topLevelWidgets():
+        if widget.objectName() == name and widget.isVisible():
+            return widget
+    return None
+
+
+def tree(node):
+    """Top-to-bottom: [name, type, children] for each child."""
+    return [[c.name(), c.type(), tree(c)] for c in reversed(node.childNodes())]
+
+
+def find_node(node, name):
+    for child in node.childNodes():
+        if child.name() == name:
+            return child
+        found = find_node(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+class Steps:
+    """A chain of steps; a step returns True when done, False to be polled again."""
+
+    def __init__(self, steps):
+        self.steps = list(steps)
+        self.started = None
+
+    def run(self):
+        if FINISHED:
+            return
+        if time.monotonic() - START > WATCHDOG_S:
+            REPORT["errors"].append("watchdog: the run did not finish in time")
+            finish()
+            return
+        try:
+            if not self.steps:
+                finish()
+                return
+            name, step, timeout = self.steps[0]
+            if self.started is None:
+                self.started = time.monotonic()
+                log(f"start {name}")
+            if step():
+                log(f"done {name}")
+                self.steps.pop(0)
+                self.started = None
+            elif time.monotonic() - self.started > timeout:
+                REPORT["errors"].append(f"step {name} timed out after {timeout} s")
+                finish()
+                return
+        except Exception:  # noqa: BLE001 - any failure must end the run, never hang Krita
+            REPORT["errors"].append(traceback.format_exc())
+            finish()
+            return
+        QTimer.singleShot(POLL_MS, self.run)
+
+
+class Case:
+    """One trigger of the plugin's action on its own document."""
+
+    def __init__(self, key, settings, photo=None):
+        self.key = key
+        self.settings = settings
+        self.photo = photo or PHOTO
+        self.doc = None
+        self.result = REPORT.setdefault("cases", {}).setdefault(key, {})
+
+    def open(self):
+        app = Krita.instance()
+        self.doc = app.openDocument(self.photo)
+        app.activeWindow().addView(self.doc)
+        self.doc.setBatchmode(True)  # exportImage must not open an options dialog
+        self.doc.waitForDone()
+        node = self.doc.activeNode()
+        self.result["before_tree"] = tree(self.doc.rootNode())
+        self.original = bytes(node.pixelData(0, 0, self.doc.width(), self.doc.height()))
+        self.result["size"] = [self.doc.width(), self.doc.height()]
+        return True
+
+    def trigger(self):
+        action = Krita.instance().action("clnsod_replace_sky")
+        self.result["action_found"] = action is not None
+        if action is None:
+            raise RuntimeError("the plugin's action clnsod_replace_sky does not exist")
+        self.result["action_text"] = action.text()
+        action.trigger()
+        return True
+
+    def fill_dialog(self):
+        dialog = find_widget("clnsod_replace_sky_dialog")
+        if dialog is None:
+            return False
+        for key, value in self.settings.items():
+            widget = dialog.findChild(QWidget, key)
+            if widget is None:
+                raise RuntimeError(f"dialog has no widget {key}")
+            if hasattr(widget, "setValue"):
+                widget.setValue(value)
+            elif hasattr(widget, "findData"):
+                index = widget.findData(value)
+                if index < 0:
+                    raise RuntimeError(f"{key} has no choice {value}")
+                widget.setCurrentIndex(index)
+            elif hasattr(widget, "setChecked"):
+                widget.setChecked(value)
+            else:
+                widget.setText(value)
+        buttons = dialog.findChildren(QDialogButtonBox)
+        self.started = time.monotonic()
+        buttons[0].button(QDialogButtonBox.Ok).click()
+        return True
+
+    def wait_end(self):
+        if find_widget("clnsod_progress") is not None:
+            self.result["progress_seen"] = True
+            return False
+        box = find_widget("clnsod_error")
+        if box is not None:
+            self.result["error_text"] = box.text()
+            self.result["error_modal"] = box.isModal()
+            box.close()
+        self.result["seconds"] = round(time.monotonic() - self.started, 2)
+        return True
+
+    def cancel_soon(self):
+        progress = find_widget("clnsod_progress")
+        if progress is None:
+            return False
+        if time.monotonic() - self.started < 1.5:
+            return False
+        self.result["progress_seen"] = True
+        self.result["cancel_clicked_after_s"] = round(time.monotonic() - self.started, 2)
+        next(b for b in progress.findChildren(QPushButton) if b.text() == "Cancel").click()
+        self.started = time.monotonic()
+        return True
+
+    def record(self):
+        doc = self.doc
+        doc.waitForDone()
+        doc.refreshProjection()
+        w, h = doc.width(), doc.height()
+        self.result["after_tree"] = tree(doc.rootNode())
+        bottom = doc.rootNode().childNodes()[0]
+        self.result["original_untouched"] = bytes(bottom.pixelData(0, 0, w, h)) == self.original
+        for name, file in (("New sky", "sky.bgra"), ("Foreground lighting", "lighting.bgra"), ("Sky mask", "mask.raw")):
+            node = find_node(doc.rootNode(), name)
+            if node is not None:
+                with open(out(f"{self.key}_{file}"), "wb") as handle:
+                    handle.write(bytes(node.pixelData(0, 0, w, h)))
+        selection = doc.selection()
+        self.result["has_selection"] = selection is not None
+        if selection is not None:
+            with open(out(f"{self.key}_selection.raw"), "wb") as handle:
+                handle.write(bytes(selection.pixelData(0, 0, w, h)))
+        self.result["saved_kra"] = doc.saveAs(out(f"{self.key}.kra"))
+        self.result["exported_png"] = doc.exportImage(out(f"{self.key}.png"), InfoObject())
+        doc.waitForDone()
+        return True
+
+    def undo_all(self):
+        """Undo step by step; record the tree after each, until it is back to the original."""
+        trees = []
+        for _ in range(6):
+            Krita.instance().action("edit_undo").trigger()
+            self.doc.waitForDone()
+            trees.append(tree(self.doc.rootNode()))
+            if [row for row in trees[-1] if row[1] != "selectionmask"] == self.result["before_tree"]:
+                break
+        self.result["undo_trees"] = trees
+        bottom = self.doc.rootNode().childNodes()[0]
+        self.result["original_untouched_after_undo"] = (
+            bytes(bottom.pixelData(0, 0, self.doc.width(), self.doc.height())) == self.original)
+        return True
+
+    def steps(self, cancel=False, undo=False):
+        steps = [(f"{self.key}: open", self.open, 30), (f"{self.key}: trigger", self.trigger, 5),
+                 (f"{self.key}: dialog", self.fill_dialog, 10)]
+        if cancel:
+            steps.append((f"{self.key}: cancel", self.cancel_soon, 30))
+        steps += [(f"{self.key}: wait", self.wait_end, 90), (f"{self.key}: record", self.record, 30)]
+        if undo:
+            steps.append((f"{self.key}: undo", self.undo_all, 10))
+        return steps
+
+
+REPLACE = {"mode": "replace", "sky": "sunset", "recolour": 0.0, "relight": 0.0, "halo": 0.0, "device": "cpu"}
+
+
+def plan():
+    if SESSION == "broken-core":
+        return Case("broken_core", {"mode": "replace", "sky": "clear-blue", "device": "cpu"}).steps()
+    bad_sky = out("not_an_image.jpg")
+    with open(bad_sky, "w") as handle:
+        handle.write("this is text, not a JPEG\n")
+    return (Case("replace", REPLACE).steps(undo=True)
+            + Case("mask", {"mode": "mask", "device": "cpu"}).steps()
+            + Case("cancel", REPLACE).steps(cancel=True)
+            + Case("bad_sky", dict(REPLACE, sky="image file...", sky_file=bad_sky)).steps())
+
+
+def begin():
+    REPORT["krita_version"] = Krita.instance().version()
+    try:
+        steps = plan()
+    except Exception:  # noqa: BLE001 - any failure must end the run, never hang Krita
+        REPORT["errors"].append(traceback.format_exc())
+        finish()
+        return
+    global RUNNER
+    RUNNER = Steps(steps)  # PyQt holds timer callbacks' objects weakly: keep the runner alive here
+    RUNNER.run()
+
+
+class E2EExtension(Extension):
+    def setup(self):
+        sys.excepthook = excepthook
+        Krita.instance().notifier().windowCreated.connect(lambda: QTimer.singleShot(300, begin))
+
+    def createActions(self, window):
+        pass
+
+
+Krita.instance().addExtension(E2EExtension(Krita.instance()))
