@@ -89,6 +89,8 @@ def test_replace_job_layers_match_the_cli_composite(photo: np.ndarray, replacer:
         final, progress = _run(job)
         assert final.kind == "done", final.message
         assert sorted(os.listdir(job.dir)) == ["input.raw", "lighting.raw", "matte.raw", "request.json", "sky.raw"]
+        assert os.stat(job.dir).st_mode & 0o777 == 0o700  # private: other users cannot read the photo
+        assert os.stat(os.path.join(job.dir, "input.raw")).st_mode & 0o777 == 0o600
         assert [e.fraction for e in progress] == sorted(e.fraction for e in progress) and len(progress) >= 4
         matte = np.frombuffer(job.read_output("matte"), np.uint8).reshape(h, w)
         sky = _rgba_from(job.read_output("sky"), h, w, "BGRA8")
