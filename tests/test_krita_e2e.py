@@ -17,6 +17,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,57 +27,61 @@ from PIL import Image
 
 KRITA_TIMEOUT_S = 150
 PHOTO_WIDTH = 800
+GROUP_LAYER = "Sky replacement"
 
 
 def _require_hosts() -> bool:
     return bool(os.environ.get("CLNSOD_REQUIRE_HOSTS"))
 
 
-@pytest.fixture(scope="module")
-def krita_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Runs both Krita sessions once; returns their reports and paths."""
-    missing = [tool for tool in ("krita", "xvfb-run", "xauth") if shutil.which(tool) is None]
-    if missing:
-        if shutil.which("krita") is None and not _require_hosts():
-            pytest.skip("krita is not installed (apt-get install -y --no-install-recommends krita python3-pyqt5 "
-                        "xvfb xauth); set CLNSOD_REQUIRE_HOSTS=1 to make this a failure")
-        pytest.fail(f"missing for the Krita end-to-end test: {', '.join(missing)}")
-    base = tmp_path_factory.mktemp("krita_e2e")
-    out = (Path(os.environ["CLNSOD_E2E_OUT"]) / "krita" if os.environ.get("CLNSOD_E2E_OUT") else base / "out").resolve()
+Launcher = Callable[[list[str], dict[str, str]], tuple[list[str], dict[str, str]]]
+
+
+def prepare_workspace(base: Path, out_name: str) -> dict:
+    """A fresh Krita profile under ``base`` with the plugin (install_plugin.py) and the test driver,
+    the downscaled photo, and the environment Krita runs with (profile, driver settings)."""
+    out = (Path(os.environ["CLNSOD_E2E_OUT"]) / out_name if os.environ.get("CLNSOD_E2E_OUT") else base / "out").resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     photo = out / "photo.png"
     with Image.open(PHOTOS / "Storm.jpg") as im:
         im = im.convert("RGB")
         im.resize((PHOTO_WIDTH, im.height * PHOTO_WIDTH // im.width), Image.Resampling.LANCZOS).save(photo)
-
-    env = {k: v for k, v in os.environ.items() if k != "CLNSOD_CORE_PYTHON"}
     for name in ("config", "data", "cache", "runtime", "tmp"):
         (base / name).mkdir()
     (base / "runtime").chmod(0o700)
-    env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_DATA_HOME=str(base / "data"),
-               XDG_CACHE_HOME=str(base / "cache"), XDG_RUNTIME_DIR=str(base / "runtime"), TMPDIR=str(base / "tmp"),
-               CLNSOD_E2E_OUT=str(out), CLNSOD_E2E_PHOTO=str(photo), QT_QPA_PLATFORM="xcb")
+    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_DATA_HOME": str(base / "data"),
+           "XDG_CACHE_HOME": str(base / "cache"), "XDG_RUNTIME_DIR": str(base / "runtime"),
+           "TMPDIR": str(base / "tmp"), "CLNSOD_E2E_OUT": str(out), "CLNSOD_E2E_PHOTO": str(photo),
+           "QT_QPA_PLATFORM": "xcb"}
     # The test driver is enabled first; the installer adds its own key to the same [python] section.
     (base / "config" / "kritarc").write_text("[python]\nenable_clnsod_e2e=true\n")
-    install = subprocess.run([sys.executable, str(REPO / "install_plugin.py"), "krita"], env=env,
+    install_env = {k: v for k, v in os.environ.items() if k != "CLNSOD_CORE_PYTHON"}
+    install = subprocess.run([sys.executable, str(REPO / "install_plugin.py"), "krita"], env=dict(install_env, **env),
                              capture_output=True, text=True, timeout=120, check=False)
     assert install.returncode == 0, install.stdout + install.stderr
     pykrita = base / "data" / "krita" / "pykrita"
     assert (pykrita / "clnsod_sky" / "bridge_client.py").is_file() and (pykrita / "clnsod_sky.desktop").is_file()
     shutil.copytree(REPO / "tests" / "krita" / "clnsod_e2e", pykrita / "clnsod_e2e")
     shutil.copy2(REPO / "tests" / "krita" / "clnsod_e2e.desktop", pykrita)
+    return {"base": base, "out": out, "photo": photo, "env": env}
 
+
+def run_sessions(workspace: dict, launch: Launcher, sessions: tuple[str, ...] = ("main", "broken-core")) -> dict:
+    """Runs Krita once per session of the driver; ``launch`` turns (krita argv, its environment) into
+    the command actually run (directly here, or inside a chroot). Returns reports and paths."""
+    out = workspace["out"]
     runs = {}
-    for session, extra in (("main", {}), ("broken-core", {"CLNSOD_CORE_PYTHON": "/nonexistent/python"})):
+    for session in sessions:
+        extra = {"CLNSOD_CORE_PYTHON": "/nonexistent/python"} if session == "broken-core" else {}
         start = time.monotonic()
         # -a picks the next free display from -n; a random start keeps parallel X users (CI jobs) apart.
         display = random.randrange(200, 900)
-        proc = subprocess.run(
-            ["timeout", "-k", "10", str(KRITA_TIMEOUT_S), "xvfb-run", "-a", "-n", str(display),
-             "-s", "-screen 0 1280x1024x24",
-             "krita", "--nosplash"],
-            env=dict(env, CLNSOD_E2E_SESSION=session, **extra), capture_output=True, text=True, check=False)
+        argv = ["timeout", "-k", "10", str(KRITA_TIMEOUT_S), "xvfb-run", "-a", "-n", str(display),
+                "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"]
+        command, env = launch(argv, dict(workspace["env"], CLNSOD_E2E_SESSION=session, **extra))
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False,
+                              timeout=KRITA_TIMEOUT_S + 60)
         (out / f"krita_{session}.log").write_text(proc.stdout + proc.stderr)
         report_path = out / "report.json"
         report = json.loads(report_path.read_text()) if report_path.is_file() else {}
@@ -84,7 +89,22 @@ def krita_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             report_path.rename(out / f"report_{session}.json")
         runs[session] = {"rc": proc.returncode, "report": report, "seconds": round(time.monotonic() - start, 1)}
     (out / "timings.json").write_text(json.dumps({k: v["seconds"] for k, v in runs.items()}))
-    return {"runs": runs, "out": out, "photo": photo, "tmp": base / "tmp", "python": sys.executable}
+    return {"runs": runs, "out": out, "photo": workspace["photo"], "tmp": workspace["base"] / "tmp",
+            "python": sys.executable}
+
+
+@pytest.fixture(scope="module")
+def krita_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Runs both Krita sessions once in the host's Krita; returns their reports and paths."""
+    missing = [tool for tool in ("krita", "xvfb-run", "xauth") if shutil.which(tool) is None]
+    if missing:
+        if shutil.which("krita") is None and not _require_hosts():
+            pytest.skip("krita is not installed (apt-get install -y --no-install-recommends krita python3-pyqt5 "
+                        "xvfb xauth); set CLNSOD_REQUIRE_HOSTS=1 to make this a failure")
+        pytest.fail(f"missing for the Krita end-to-end test: {', '.join(missing)}")
+    workspace = prepare_workspace(tmp_path_factory.mktemp("krita_e2e"), "krita")
+    host_env = {k: v for k, v in os.environ.items() if k != "CLNSOD_CORE_PYTHON"}
+    return run_sessions(workspace, lambda argv, env: (argv, dict(host_env, **env)))
 
 
 def _main(krita_run: dict) -> dict:
@@ -138,37 +158,43 @@ def _kra_layers(path: Path) -> list:
     return walk(image.find("k:layers", ns) if ns else image.find("layers"))
 
 
-def test_replace_sky_layers_in_real_krita(krita_run: dict, tmp_path: Path) -> None:
+def assert_kra_stack(kra: list, original: str) -> None:
+    """The saved .kra: the pass-through result group (lighting over masked sky) above the original."""
+    assert [row[:3] for row in kra] == [(GROUP_LAYER, "grouplayer", "1"), (original, "paintlayer", None)]
+    group = kra[0][3]
+    assert [row[:2] for row in group] == [("Foreground lighting", "paintlayer"), ("New sky", "paintlayer")]
+    assert [row[:2] for row in group[1][3]] == [("Sky mask", "transparencymask")]
+
+
+RESULT_LAYERS = [["Foreground lighting", "paintlayer", []],
+                 ["New sky", "paintlayer", [["Sky mask", "transparencymask", []]]]]
+
+
+def check_replace_case(krita_run: dict, tmp_path: Path, undo_trees: list) -> None:
+    """Everything about the "replace" case; ``undo_trees`` is the expected tree after each undo step
+    (original = "ORIGINAL"; global selection masks filtered out), which differs between Krita versions."""
     report = _main(krita_run)
     case = report["cases"]["replace"]
     assert krita_run["runs"]["main"]["rc"] == 0, "Krita did not quit cleanly"
     assert case["action_found"] and "Replace Sky" in case["action_text"]
     assert case["progress_seen"], "no progress dialog while the core ran"
     assert "error_text" not in case, case.get("error_text")
-    # Layer tree, top to bottom (PROTOCOL.md section 5): lighting, sky + its mask, the untouched original.
+    # Layer tree, top to bottom (PROTOCOL.md section 5, in a pass-through group that only serves undo):
+    # lighting, sky + its mask, above the untouched original.
     original = case["before_tree"][0]
-    assert case["after_tree"] == [
-        ["Foreground lighting", "paintlayer", []],
-        ["New sky", "paintlayer", [["Sky mask", "transparencymask", []]]],
-        original,
-    ]
+    assert case["after_tree"] == [[GROUP_LAYER, "grouplayer", RESULT_LAYERS], original]
     assert case["original_untouched"]
     assert not case["has_selection"], "the user's (empty) selection was not restored"
-    # Undo: Krita 5.1 has no undo-macro API, so the result takes exactly 3 undo steps (one per node).
-    # (Undoing 5.1's "add transparency mask" action also brings back the selection it consumed: the
-    # sky matte stays selected afterwards, shown as Krita's global "Selection Mask" node; filtered here.)
     layers_only = [[row for row in tree if row[1] != "selectionmask"] for tree in case["undo_trees"]]
-    assert layers_only == [
-        [["New sky", "paintlayer", [["Sky mask", "transparencymask", []]]], original],
-        [["New sky", "paintlayer", []], original],
-        [original],
-    ]
+    assert layers_only == [[original if row == "ORIGINAL" else row for row in tree] for tree in undo_trees]
     assert case["original_untouched_after_undo"]
-    # The saved .kra has the same stack.
-    kra = _kra_layers(krita_run["out"] / "replace.kra")
-    assert [row[:2] for row in kra] == [("Foreground lighting", "paintlayer"), ("New sky", "paintlayer"),
-                                        (original[0], "paintlayer")]
-    assert [row[:2] for row in kra[1][3]] == [("Sky mask", "transparencymask")]
+    # Krita's undo action names the next step ("Undo <name>"), plain "Undo" when there is none left.
+    assert case["undo_text_after"].strip() == "Undo", f"more undo steps than {len(undo_trees)}: {case['undo_text_after']}"
+    assert len(case["undo_names"]) == len(undo_trees) and len(case["redo_names"]) == len(undo_trees), case["redo_names"]
+    assert case["redo_tree"] == case["after_tree"], "redo did not bring the whole result back"
+    # The saved .kra has the same stack, the group in pass-through mode, and Krita reopens it as such.
+    assert_kra_stack(_kra_layers(krita_run["out"] / "replace.kra"), original[0])
+    assert case["reloaded_tree"] == case["after_tree"]
 
     # Layers hold exactly what the core computes for this photo and these options.
     core = _core_outputs(krita_run, {"sky": "sunset", "recolour": 0.0, "relight": 0.0, "halo": 0.0,
@@ -176,6 +202,7 @@ def test_replace_sky_layers_in_real_krita(krita_run: dict, tmp_path: Path) -> No
     w, h, out = core["w"], core["h"], krita_run["out"]
     assert case["size"] == [w, h]
     assert (out / "replace_mask.raw").read_bytes() == core["matte"]
+    assert (out / "replace_reloaded_mask.raw").read_bytes() == core["matte"], "the mask changed in the .kra"
     assert (out / "replace_sky.bgra").read_bytes() == core["sky"]
     assert (out / "replace_lighting.bgra").read_bytes() == core["lighting"]
     matte = np.frombuffer(core["matte"], np.uint8).reshape(h, w)
@@ -195,6 +222,12 @@ def test_replace_sky_layers_in_real_krita(krita_run: dict, tmp_path: Path) -> No
     alpha = matte[..., None] / 255.0
     expected = sky * alpha + photo * (1 - alpha)
     assert np.abs(flat[..., :3] - expected).max() <= 2, "sky edge is not matte-blended"
+
+
+def test_replace_sky_layers_in_real_krita(krita_run: dict, tmp_path: Path) -> None:
+    # Undo: ONE step. The stack is assembled detached and added with one command; 5.1's mask comes from
+    # Krita's action on a temporary layer whose two commands are undone again (layers.py).
+    check_replace_case(krita_run, tmp_path, [["ORIGINAL"]])
 
 
 def test_mask_only_in_real_krita(krita_run: dict) -> None:

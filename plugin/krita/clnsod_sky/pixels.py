@@ -6,6 +6,7 @@ PIXEL_FORMAT = "BGRA8"  # Krita's byte order for RGBA/U8 documents
 SKY_LAYER = "New sky"
 MASK_NAME = "Sky mask"
 LIGHTING_LAYER = "Foreground lighting"
+GROUP_LAYER = "Sky replacement"  # pass-through group holding the two result layers
 CONVERT_HINT = "Image > Convert Image Color Space... (RGB/Alpha, 8-bit integer/channel)"
 
 

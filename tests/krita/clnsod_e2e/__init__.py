@@ -142,12 +142,17 @@ class Case:
         self.result = REPORT.setdefault("cases", {}).setdefault(key, {})
 
     def open(self):
+        """Open the photo in a view; polled until the view has made a layer active (on 5.2 that
+        happens from the event loop, after addView returns)."""
         app = Krita.instance()
-        self.doc = app.openDocument(self.photo)
-        app.activeWindow().addView(self.doc)
-        self.doc.setBatchmode(True)  # exportImage must not open an options dialog
-        self.doc.waitForDone()
+        if self.doc is None:
+            self.doc = app.openDocument(self.photo)
+            app.activeWindow().addView(self.doc)
+            self.doc.setBatchmode(True)  # exportImage must not open an options dialog
+            self.doc.waitForDone()
         node = self.doc.activeNode()
+        if node is None:
+            return False
         self.result["before_tree"] = tree(self.doc.rootNode())
         self.original = bytes(node.pixelData(0, 0, self.doc.width(), self.doc.height()))
         self.result["size"] = [self.doc.width(), self.doc.height()]
@@ -233,19 +238,53 @@ class Case:
         doc.waitForDone()
         return True
 
+    def reload(self):
+        """Open the saved .kra as a second document (no view): its tree and mask must survive saving."""
+        app = Krita.instance()
+        doc = app.openDocument(out(f"{self.key}.kra"))
+        if doc is None:
+            raise RuntimeError(f"Krita could not reopen {self.key}.kra")
+        doc.waitForDone()
+        self.result["reloaded_tree"] = tree(doc.rootNode())
+        mask = find_node(doc.rootNode(), "Sky mask")
+        if mask is not None:
+            with open(out(f"{self.key}_reloaded_mask.raw"), "wb") as handle:
+                handle.write(bytes(mask.pixelData(0, 0, doc.width(), doc.height())))
+        doc.close()
+        return True
+
     def undo_all(self):
-        """Undo step by step; record the tree after each, until it is back to the original."""
-        trees = []
+        """Undo step by step with Krita's own action; record the step names and the tree after each,
+        until it is back to the original, then the undo action's text (Krita keeps the action enabled;
+        its text names the next step, "Undo " when none is left: the document was fresh, so any
+        remaining step would be the plugin's)."""
+        trees, names = [], []
+        undo = Krita.instance().action("edit_undo")
         for _ in range(6):
-            Krita.instance().action("edit_undo").trigger()
+            names.append(undo.text())
+            undo.trigger()
             self.doc.waitForDone()
             trees.append(tree(self.doc.rootNode()))
             if [row for row in trees[-1] if row[1] != "selectionmask"] == self.result["before_tree"]:
                 break
         self.result["undo_trees"] = trees
+        self.result["undo_names"] = names
+        self.result["undo_text_after"] = undo.text()
         bottom = self.doc.rootNode().childNodes()[0]
         self.result["original_untouched_after_undo"] = (
             bytes(bottom.pixelData(0, 0, self.doc.width(), self.doc.height())) == self.original)
+        return True
+
+    def redo_all(self):
+        """Redo with Krita's action while it names a step; the result must come back whole."""
+        redo = Krita.instance().action("edit_redo")
+        names = []
+        while redo.text().strip() != "Redo" and len(names) < 6:
+            names.append(redo.text())
+            redo.trigger()
+            self.doc.waitForDone()
+        self.result["redo_names"] = names
+        self.result["redo_tree"] = tree(self.doc.rootNode())
         return True
 
     def steps(self, cancel=False, undo=False):
@@ -255,7 +294,8 @@ class Case:
             steps.append((f"{self.key}: cancel", self.cancel_soon, 30))
         steps += [(f"{self.key}: wait", self.wait_end, 90), (f"{self.key}: record", self.record, 30)]
         if undo:
-            steps.append((f"{self.key}: undo", self.undo_all, 10))
+            steps += [(f"{self.key}: reload", self.reload, 30), (f"{self.key}: undo", self.undo_all, 10),
+                      (f"{self.key}: redo", self.redo_all, 10)]
         return steps
 
 
