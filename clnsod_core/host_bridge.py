@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -213,15 +214,17 @@ STOP_FLAG = "--stop-on-stdin-eof"
 EXIT_ORPHANED = 3
 
 
-def stop_when_parent_goes(stream: IO[bytes]) -> None:
+def stop_when_parent_goes(stream: IO[bytes], job_dir: Path) -> None:
     """Exit as soon as ``stream`` (the plugin's pipe) reaches end of file.
 
-    The plugin never writes to it; it closes when the plugin cancels, exits or is killed (GIMP
-    kills a plug-in whose progress the user cancels), so an abandoned core never keeps running.
+    The plugin never writes to it; it closes when the plugin exits or is killed (GIMP kills a
+    plug-in whose progress the user cancels). Then nobody will read the results or delete the job
+    folder, which holds a copy of the user's photo: remove it and stop computing.
     """
     def watch() -> None:
         while stream.read(4096):
             pass
+        shutil.rmtree(job_dir, ignore_errors=True)
         os._exit(EXIT_ORPHANED)
 
     threading.Thread(target=watch, name="clnsod-parent-watch", daemon=True).start()
@@ -229,12 +232,13 @@ def stop_when_parent_goes(stream: IO[bytes]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == STOP_FLAG:
-        args = args[1:]
-        stop_when_parent_goes(sys.stdin.buffer)
+    watch_parent = bool(args) and args[0] == STOP_FLAG
+    args = args[1:] if watch_parent else args
     if len(args) != 1:
         emit(error=f"usage: python -m clnsod_core.host_bridge [{STOP_FLAG}] JOB_DIR")
         return 2
+    if watch_parent:
+        stop_when_parent_goes(sys.stdin.buffer, Path(args[0]))
     start = time.monotonic()
     try:
         done = run_job(Path(args[0]))

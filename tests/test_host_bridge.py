@@ -272,7 +272,9 @@ def test_core_stops_when_the_plugin_goes_away(landscape_photo: Path) -> None:
         process.stdin.close()
         code = process.wait(timeout=30)
         rest = process.stdout.read()
+        left_behind = os.path.exists(job.dir)
     finally:
         job.cleanup()
     assert code == host_bridge.EXIT_ORPHANED
     assert '"done"' not in rest
+    assert not left_behind  # nobody is left to delete the copy of the photo: the core did
