@@ -169,23 +169,15 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     photo = decode_pixels(_read_private(job_dir / "input.raw"), request)
     emit(progress=0.02, stage="loading the CLN-SOD model")
     # Heavy imports after the request is known to be sane: a bad request fails in well under a second.
-    from .compose import Harmonisation, SkyPlacement
+    from .compose import lowest_sky_line
     from .imageio import probability_to_u8
     from .inference import SkyMasker
     from .layers import lighting_layer, to_u8
-    from .matte import MatteOptions
     from .replace import ReplaceOptions, SkyReplacer, load_sky
     from .runtime import tune_allocator
 
     tune_allocator()
-    options = ReplaceOptions(
-        matte=MatteOptions(edge_shift=opts["edge_shift"], edge_fade=opts["edge_fade"]),
-        placement=SkyPlacement(scale=opts["sky_scale"], shift_x=opts["sky_shift_x"], shift_y=opts["sky_shift_y"],
-                               flip=opts["sky_flip"], brightness=opts["sky_brightness"],
-                               temperature=opts["sky_temperature"]),
-        harmonisation=Harmonisation(recolour=opts["recolour"], relight=opts["relight"], halo=opts["halo"]),
-        seed=opts["seed"],
-    )
+    options = ReplaceOptions.from_flat(opts)
     options.validate()
     sky = load_sky(opts["sky"], max_pixels) if opts["mode"] == "replace" else None
     replacer = SkyReplacer(SkyMasker(opts["weights"], device=opts["device"], max_pixels=max_pixels))
@@ -205,8 +197,6 @@ def run_job(job_dir: Path) -> dict[str, Any]:
         "sky": _write(job_dir, "sky", encode_pixels(sky_u8, None, request.pixel_format)),
         "lighting": _write(job_dir, "lighting", encode_pixels(lighting[..., :3], lighting[..., 3], request.pixel_format)),
     }
-    from .compose import lowest_sky_line
-
     return {"done": True, "files": files, "sky_line": lowest_sky_line(result.matte)}
 
 

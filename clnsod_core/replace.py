@@ -5,15 +5,17 @@ The CLI and the editor plugins call ``SkyReplacer``; all options live in ``Repla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .compose import Harmonisation, SkyPlacement, composite, lowest_sky_line, place_sky
 from .imageio import PhotoError, load_photo, probability_to_u8
 from .inference import SkyMasker
+from .layers import to_u8
 from .matte import MatteOptions, refine_matte
 from .skies import PRESETS, render_preset
 
@@ -32,6 +34,19 @@ class ReplaceOptions:
         self.placement.validate()
         self.harmonisation.validate()
 
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> ReplaceOptions:
+        """From the flat option names the CLI flags and the plugin protocol share
+        (``edge_shift``, ``sky_scale``, ``recolour``...); every name must be present."""
+        return cls(
+            matte=MatteOptions(edge_shift=values["edge_shift"], edge_fade=values["edge_fade"]),
+            placement=SkyPlacement(scale=values["sky_scale"], shift_x=values["sky_shift_x"],
+                                   shift_y=values["sky_shift_y"], flip=values["sky_flip"],
+                                   brightness=values["sky_brightness"], temperature=values["sky_temperature"]),
+            harmonisation=Harmonisation(recolour=values["recolour"], relight=values["relight"], halo=values["halo"]),
+            seed=values["seed"],
+        )
+
 
 @dataclass
 class ReplaceResult:
@@ -43,7 +58,7 @@ class ReplaceResult:
     def sky_layer(self) -> np.ndarray:
         """RGBA uint8: the new sky with the matte as alpha (stack above the foreground layer)."""
         rgba = np.empty((*self.matte.shape, 4), np.uint8)
-        rgba[..., :3] = (self.sky * 255 + 0.5).astype(np.uint8)
+        rgba[..., :3] = to_u8(self.sky)
         rgba[..., 3] = probability_to_u8(self.matte)
         return rgba
 

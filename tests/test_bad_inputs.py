@@ -54,6 +54,20 @@ def assert_upright_sky(mask: np.ndarray, kind: Kind) -> None:
     assert mask[:40].mean() > mask[-40:].mean() + 100, (kind.name, mask[:40].mean(), mask[-40:].mean())
 
 
+def assert_one_line_per_bad_file(stderr: str, folder: Path, kinds: list[Kind], bad: list[Kind]) -> list[Kind]:
+    """Exactly one error line per bad file, naming it and its reason, and a summary that counts
+    every good file as written; returns the good kinds."""
+    errors = error_lines(stderr)
+    assert len(errors) == len(bad), errors
+    for kind in bad:
+        assert kind.error is not None
+        lines = [line for line in errors if line.startswith(f"error: {folder / kind.name}: ")]
+        assert len(lines) == 1 and kind.error.lower() in lines[0].lower(), (kind, lines)
+    good = [k for k in kinds if k.error is None]
+    assert f"{len(good)} written, 0 skipped (already exist), {len(bad)} failed" in stderr
+    return good
+
+
 def test_corpus_has_enough_kinds(corpus: tuple[Path, list[Kind]]) -> None:
     _, kinds = corpus
     assert len(kinds) >= 25
@@ -66,14 +80,8 @@ def test_mask_with_every_kind_as_arguments(corpus: tuple[Path, list[Kind]], tmp_
     result = run_cli("mask", *(folder / k.name for k in kinds), "-o", out, timeout=TIMEOUT)
     check_clean(result.stderr)
     assert result.returncode == 1
-    errors = error_lines(result.stderr)
     bad = [k for k in kinds if k.error is not None]
-    assert len(errors) == len(bad), errors
-    for kind in bad:
-        lines = [line for line in errors if line.startswith(f"error: {folder / kind.name}: ")]
-        assert len(lines) == 1 and kind.error.lower() in lines[0].lower(), (kind, lines)
-    good = [k for k in kinds if k.error is None]
-    assert f"{len(good)} written, 0 skipped (already exist), {len(bad)} failed" in result.stderr
+    good = assert_one_line_per_bad_file(result.stderr, folder, kinds, bad)
     reference = read_full(out / "orient_1.png")
     for kind in good:
         mask = read_full(out / f"{stem(kind)}.png")
@@ -90,14 +98,8 @@ def test_batch_over_the_corpus_folder(corpus: tuple[Path, list[Kind]], tmp_path:
     result = run_cli("batch", folder, "-o", out, "--sky", "sunset", "--output", "both", timeout=TIMEOUT)
     check_clean(result.stderr)
     assert result.returncode == 1
-    errors = error_lines(result.stderr)
     bad = [k for k in kinds if k.error is not None and k.in_batch]
-    assert len(errors) == len(bad), errors
-    for kind in bad:
-        lines = [line for line in errors if line.startswith(f"error: {folder / kind.name}: ")]
-        assert len(lines) == 1 and kind.error.lower() in lines[0].lower(), (kind, lines)
-    good = [k for k in kinds if k.error is None]
-    assert f"{len(good)} written, 0 skipped (already exist), {len(bad)} failed" in result.stderr
+    good = assert_one_line_per_bad_file(result.stderr, folder, kinds, bad)
     for kind in good:
         composite = read_full(out / f"{stem(kind)}.jpg")
         mask = read_full(out / f"{stem(kind)}_mask.png")

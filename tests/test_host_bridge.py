@@ -18,9 +18,9 @@ from PIL import Image
 
 from clnsod_core import host_bridge
 from clnsod_core.compose import Harmonisation, SkyPlacement
+from clnsod_core.imageio import probability_to_u8
 from clnsod_core.inference import SkyMasker
 from clnsod_core.layers import lighting_layer, normal_blend, sky_over_original, to_u8
-from clnsod_core.imageio import probability_to_u8
 from clnsod_core.matte import MatteOptions
 from clnsod_core.replace import ReplaceOptions, SkyReplacer
 from clnsod_core.skies import PRESETS
@@ -250,12 +250,7 @@ def test_plugin_options_match_the_core() -> None:
                     bridge_client.validate_options({option.key: value})
                 continue
             assert opts is not None
-            core = ReplaceOptions(
-                matte=MatteOptions(edge_shift=opts["edge_shift"], edge_fade=opts["edge_fade"]),
-                placement=SkyPlacement(scale=opts["sky_scale"], shift_x=opts["sky_shift_x"], shift_y=opts["sky_shift_y"],
-                                       brightness=opts["sky_brightness"], temperature=opts["sky_temperature"]),
-                harmonisation=Harmonisation(recolour=opts["recolour"], relight=opts["relight"], halo=opts["halo"]))
-            core.validate()  # every value the dialogs allow is one the core accepts
+            ReplaceOptions.from_flat(opts).validate()  # every value the dialogs allow is one the core accepts
 
 
 def test_core_stops_when_the_plugin_goes_away(landscape_photo: Path) -> None:

@@ -17,7 +17,6 @@ from PIL import Image, ImageOps
 from clnsod_core.jobs import IMAGE_SUFFIXES
 
 
-
 class DatasetError(ValueError):
     """A training folder is malformed; the message names the offending files."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ..compose import Harmonisation, SkyPlacement
+from ..compose import Harmonisation
 from ..imageio import PhotoError, output_format, save_image, save_mask_png
 from ..jobs import Decoded, JobRunner, JobSummary, PhotoJob, find_photos, plan_jobs
 from ..matte import MatteOptions, refine_matte
@@ -57,16 +57,6 @@ def sky_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return matte_options(func)
-
-
-def build_options(kw: dict[str, Any]) -> ReplaceOptions:
-    return ReplaceOptions(
-        matte=MatteOptions(edge_shift=kw["edge_shift"], edge_fade=kw["edge_fade"]),
-        placement=SkyPlacement(scale=kw["sky_scale"], shift_x=kw["sky_shift_x"], shift_y=kw["sky_shift_y"],
-                               flip=kw["sky_flip"], brightness=kw["sky_brightness"], temperature=kw["sky_temperature"]),
-        harmonisation=Harmonisation(recolour=kw["recolour"], relight=kw["relight"], halo=kw["halo"]),
-        seed=kw["seed"],
-    )
 
 
 def _mask_runner(replacer: SkyReplacer, options: MatteOptions, **kw: Any) -> JobRunner[np.ndarray]:
@@ -154,7 +144,7 @@ def replace_command(photo: Path, out_path: Path, **kw: Any) -> None:
     sky = _load_sky_or_fail(kw["sky_spec"], kw["max_megapixels"])
     summary = JobSummary()
     jobs = plan_jobs([(photo, (out_path,))], True, summary, report_error)
-    runner = _replace_runner(_load_replacer(kw), sky, build_options(kw), "composite", kw["quality"])
+    runner = _replace_runner(_load_replacer(kw), sky, ReplaceOptions.from_flat(kw), "composite", kw["quality"])
     runner.run(jobs, summary)
     finish(summary)
 
@@ -189,8 +179,8 @@ def batch_command(in_dir: Path, out_dir: Path, output_kind: str | None, fmt: str
                 bar.update(1)
 
             if kind == "mask":
-                runner: JobRunner[Any] = _mask_runner(replacer, build_options(kw).matte, on_done=tick)
+                runner: JobRunner[Any] = _mask_runner(replacer, ReplaceOptions.from_flat(kw).matte, on_done=tick)
             else:
-                runner = _replace_runner(replacer, sky, build_options(kw), kind, kw["quality"], on_done=tick)
+                runner = _replace_runner(replacer, sky, ReplaceOptions.from_flat(kw), kind, kw["quality"], on_done=tick)
             runner.run(jobs, summary)
     finish(summary)
