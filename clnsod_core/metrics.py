@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BETA2 = 0.3
+NO_SKY_CLEAN_AREA = 0.005  # a photo without sky counts as clean when < 0.5 % of it is called sky
 _EPS = np.spacing(1)
 
 
@@ -130,6 +131,8 @@ class MetricAccumulator:
     s_sum: float = 0.0
     count: int = 0
     f_curves: list[np.ndarray] = field(default_factory=list)
+    # Area called sky (>= 0.5) in each image whose ground truth has no sky at all.
+    no_sky_areas: list[float] = field(default_factory=list)
 
     def add(self, pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None) -> None:
         """``pred``: uint8 or float [0,1] map; ``gt``: uint8 or bool mask; same shape."""
@@ -152,6 +155,8 @@ class MetricAccumulator:
         self.fg_total += int(gv.size - np.count_nonzero(gv))
         self.mae_sum += float(np.abs(pv - gv).mean()) if pv.size else 0.0
         self.f_curves.append(f_measure_curve(pv, gv))
+        if not gv.any():
+            self.no_sky_areas.append(float(hard.mean()) if hard.size else 0.0)
         self.count += 1
 
     def result(self) -> dict[str, float]:
@@ -166,5 +171,10 @@ class MetricAccumulator:
         }
         if self.with_s_measure:
             out["s_measure"] = self.s_sum / self.count
+        if self.no_sky_areas:
+            areas = np.asarray(self.no_sky_areas)
+            out["no_sky_images"] = float(areas.size)
+            out["no_sky_mean_area"] = float(areas.mean())
+            out["no_sky_clean"] = float(np.mean(areas < NO_SKY_CLEAN_AREA))
         out["images"] = float(self.count)
         return out

@@ -28,6 +28,10 @@ class AugmentConfig:
     dusk_prob: float = 0.15
     overcast_prob: float = 0.15
     noise_prob: float = 0.2
+    night_prob: float = 0.12  # simulated low-light night shot (see night_look)
+    haze_prob: float = 0.12  # atmospheric haze over the land/water next to the horizon
+    sky_crop_prob: float = 0.05  # crop inside the pure-sky band: all-sky (all-cloud) frames
+    strip_crop_prob: float = 0.06  # crop that leaves only a thin strip of sky above the land
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
@@ -38,7 +42,53 @@ def _chance(gen: torch.Generator, p: float) -> bool:
     return float(torch.rand((), generator=gen)) < p
 
 
-def _crop_box(h: int, w: int, cfg: AugmentConfig, gen: torch.Generator) -> tuple[int, int, int, int]:
+def _sky_rows(mask: np.ndarray) -> np.ndarray:
+    """Share of sky in each row of a uint8 mask."""
+    return (mask > 127).mean(axis=1)
+
+
+def _pure_sky_rows(mask: np.ndarray) -> int:
+    """Number of top rows that are (almost) all sky."""
+    not_sky = np.nonzero(_sky_rows(mask) < 0.97)[0]
+    return int(not_sky[0]) if not_sky.size else mask.shape[0]
+
+
+def _sky_only_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int, int] | None:
+    """A crop inside the pure-sky band (an all-sky frame), or None if the band is too small."""
+    h, w = mask.shape
+    rows = _pure_sky_rows(mask)
+    if rows < 32:
+        return None
+    ch = max(16, round(rows * _uniform(gen, 0.5, 1.0)))
+    cw = min(w, max(16, round(ch * _uniform(gen, 1.0, 1.6))))
+    top = int(torch.randint(0, rows - ch + 1, (), generator=gen))
+    left = int(torch.randint(0, w - cw + 1, (), generator=gen))
+    return top, left, ch, cw
+
+
+def _thin_strip_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int, int] | None:
+    """A crop whose top keeps only a thin strip (3-10 %) of sky above the sky line."""
+    h, w = mask.shape
+    below = np.nonzero(_sky_rows(mask) < 0.5)[0]
+    if below.size == 0 or below[0] < 4:
+        return None
+    line = int(below[0])
+    ch = min(h, max(32, round(h * _uniform(gen, 0.5, 1.0))))
+    top = max(0, line - max(2, round(ch * _uniform(gen, 0.03, 0.10))))
+    ch = min(ch, h - top)
+    return top, 0, ch, w
+
+
+def _crop_box(mask: np.ndarray, cfg: AugmentConfig, gen: torch.Generator) -> tuple[int, int, int, int]:
+    h, w = mask.shape
+    if _chance(gen, cfg.sky_crop_prob):
+        box = _sky_only_box(mask, gen)
+        if box is not None:
+            return box
+    if _chance(gen, cfg.strip_crop_prob):
+        box = _thin_strip_box(mask, gen)
+        if box is not None:
+            return box
     if _chance(gen, cfg.full_frame_prob):
         return 0, 0, h, w
     area = _uniform(gen, cfg.min_area, 1.0)
@@ -56,9 +106,7 @@ def _resize_gray(arr: np.ndarray, size: int, resample: Image.Resampling) -> np.n
 
 def pure_sky_band(sample: Sample) -> np.ndarray | None:
     """Top rows that are (almost) all sky: a texture to paste into another photo's sky."""
-    row_sky = (sample.mask > 127).mean(axis=1)
-    not_sky = np.nonzero(row_sky < 0.97)[0]
-    rows = int(not_sky[0]) if not_sky.size else sample.mask.shape[0]
+    rows = _pure_sky_rows(sample.mask)
     if rows < 0.15 * sample.mask.shape[0] or rows < 16:
         return None
     return sample.image[:rows]
@@ -89,8 +137,7 @@ def augment(
     sample: Sample, size: int, cfg: AugmentConfig, gen: torch.Generator, donor_sky: np.ndarray | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns image (3,S,S) in [0,1], mask (1,S,S) in [0,1], void (1,S,S) bool."""
-    h, w = sample.mask.shape
-    top, left, ch, cw = _crop_box(h, w, cfg, gen)
+    top, left, ch, cw = _crop_box(sample.mask, cfg, gen)
     window = (slice(top, top + ch), slice(left, left + cw))
     image = torch.from_numpy(np.array(resize_rgb(np.ascontiguousarray(sample.image[window]), size))).permute(2, 0, 1).float() / 255
     mask = torch.from_numpy(np.array(_resize_gray(np.ascontiguousarray(sample.mask[window]), size, Image.Resampling.BILINEAR)))
@@ -104,6 +151,92 @@ def augment(
         donor = torch.from_numpy(np.array(resize_rgb(np.ascontiguousarray(donor_sky), size))).permute(2, 0, 1).float() / 255
         alpha = F.avg_pool2d(mask[None], 3, stride=1, padding=1, count_include_pad=False)[0]
         image = image * (1 - alpha) + donor * alpha
+    if _chance(gen, cfg.haze_prob):
+        image = haze_look(image, mask, gen)
     if _chance(gen, cfg.flip_prob):
         image, mask, void = image.flip(-1), mask.flip(-1), void.flip(-1)
+    if _chance(gen, cfg.night_prob):
+        return night_look(image, mask, gen), mask, void
     return _colour(image, cfg, gen), mask, void
+
+
+def _horizon_rows(sky: torch.Tensor) -> torch.Tensor | None:
+    """Per column, the row just below the lowest sky pixel (S,), or None without sky. Columns
+    without sky take the median of the others, so a tree at the frame's edge does not reset it."""
+    s = sky[0] > 0.5
+    size = s.shape[0]
+    has_sky = s.any(dim=0)
+    if not bool(has_sky.any()):
+        return None
+    rows = torch.arange(size).view(size, 1).expand_as(s)
+    lowest = torch.where(s, rows, torch.full_like(rows, -1)).amax(dim=0) + 1
+    fill = lowest[has_sky].float().median().round().long()
+    return torch.where(has_sky, lowest, fill)
+
+
+def haze_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Atmospheric haze / mist: land and water below the horizon fade toward the horizon's sky
+    colour, strongest at the horizon and decaying with distance below it, while the label keeps
+    them foreground (haze continuing the sky's colour must not become sky)."""
+    horizon = _horizon_rows(sky)
+    size = img.shape[1]
+    if horizon is None or float(sky.mean()) > 0.9:
+        return img
+    rows = torch.arange(size, dtype=torch.float32).view(size, 1)
+    below = (rows - horizon.view(1, size).float()) / size  # > 0 under the horizon
+    near_sky = (sky[0] > 0.5) & (below > -0.12)
+    if int(near_sky.sum()) < 16:
+        return img
+    colour = img[:, near_sky].mean(dim=1).view(3, 1, 1)
+    strength = _uniform(gen, 0.3, 0.7)
+    length = _uniform(gen, 0.04, 0.3)
+    t = (strength * torch.exp(-below.clamp(min=0) / length))[None] * (1 - sky)
+    return torch.lerp(img, colour.expand_as(img), t)
+
+
+def _srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).pow(2.4))
+
+
+def _linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.pow(1 / 2.4) - 0.055)
+
+
+def night_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A physically plausible night shot of a day photo, in linear light: the sky becomes a dark
+    blue-black with its cloud texture, stars and an orange city glow at the horizon; the land is
+    lit far less, by a few warm street lamps; the camera then amplifies exposure, and with it
+    shot and read noise (high ISO), before the sRGB curve."""
+    size = img.shape[1]
+    lin = _srgb_to_linear(img)
+    luma = (0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2])[None]
+    sky_tint = torch.tensor([_uniform(gen, 0.25, 0.5), _uniform(gen, 0.4, 0.65), 1.0]).view(3, 1, 1)
+    night_sky = luma * sky_tint * _uniform(gen, 0.004, 0.04)
+    horizon = _horizon_rows(sky)
+    if horizon is not None and _chance(gen, 0.6):  # city glow / last twilight above the horizon
+        rows = torch.arange(size, dtype=torch.float32).view(size, 1)
+        above = ((horizon.view(1, size).float() - rows) / size).clamp(min=0)
+        glow = torch.exp(-above / _uniform(gen, 0.05, 0.35))[None]
+        glow_colour = torch.tensor([1.0, _uniform(gen, 0.45, 0.75), _uniform(gen, 0.2, 0.5)]).view(3, 1, 1)
+        night_sky = night_sky + glow * glow_colour * _uniform(gen, 0.003, 0.03)
+    stars = (torch.rand((1, size, size), generator=gen) < _uniform(gen, 0.0, 0.002)).float()
+    night_sky = night_sky + stars * torch.rand((1, size, size), generator=gen) * 0.08
+    land_light = torch.tensor([1.0, _uniform(gen, 0.7, 0.95), _uniform(gen, 0.45, 0.9)]).view(3, 1, 1)
+    night_land = lin * land_light * _uniform(gen, 0.004, 0.05)
+    lamps = torch.zeros(1, size, size)
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    for _ in range(int(torch.randint(0, 7, (), generator=gen))):
+        cy, cx = _uniform(gen, 0, size), _uniform(gen, 0, size)
+        radius = size * _uniform(gen, 0.003, 0.015)
+        lamps += torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))[None] * _uniform(gen, 0.02, 0.4)
+    lamp_colour = torch.tensor([1.0, 0.75, 0.4]).view(3, 1, 1)
+    night_land = night_land + lamps * lamp_colour * (1 - sky)
+    scene = night_sky * sky + night_land * (1 - sky)
+    target = _uniform(gen, 0.008, 0.05)  # mean linear level the camera exposes for
+    gain = target / float(scene.mean().clamp(min=1e-5))
+    gain = min(gain, 60.0)
+    shot, read = _uniform(gen, 0.0005, 0.004), _uniform(gen, 0.001, 0.006)
+    noisy = scene * gain
+    noisy = noisy + torch.randn(noisy.shape, generator=gen) * (noisy.clamp(min=0) * shot + read**2).sqrt()
+    return _linear_to_srgb(noisy)

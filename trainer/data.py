@@ -8,6 +8,7 @@ than the augmentation.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class SampleRef:
     dataset: str
     sample_id: str
     image: Path
-    mask: Path
+    mask: Path | None  # None: a photo with no sky (all-foreground target)
     void: Path | None
 
 
@@ -91,6 +92,44 @@ def index_data_dir(root: Path, split: str) -> list[SampleRef]:
     return index_folder_pair(root)
 
 
+NO_SKY_VAL_PERCENT = 20  # share of no-sky groups held out for validation
+
+
+def no_sky_group(path: Path) -> str:
+    """Photos are grouped by the name before the first underscore (``<house>_<room>.jpg``: the
+    rooms of one house), so one group is never split between training and validation."""
+    return path.stem.split("_", 1)[0]
+
+
+def no_sky_split(path: Path) -> str:
+    """``train`` or ``val``, fixed by a stable hash of the photo's group."""
+    bucket = zlib.crc32(no_sky_group(path).encode("utf-8")) % 100
+    return "val" if bucket < NO_SKY_VAL_PERCENT else "train"
+
+
+def read_exclusion_list(path: Path) -> set[str]:
+    """File names (one per line, ``#`` starts a comment) of photos to leave out."""
+    names: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            names.add(name)
+    return names
+
+
+def index_no_sky(root: Path, split: str, exclude: set[str] = frozenset()) -> list[SampleRef]:
+    """Photos known to show no sky (``root`` itself or ``root/images``): every pixel is foreground.
+    Names in ``exclude`` (photos that do show some sky) are left out."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    folder = root / "images" if (root / "images").is_dir() else root
+    photos = [p for p in _find_by_stem(folder).values() if p.name not in exclude]
+    if not photos:
+        raise DatasetError(f"{root}: no photos found for --no-sky")
+    return [SampleRef(f"no_sky:{root.name}", p.stem, p, None, None)
+            for p in sorted(photos) if no_sky_split(p) == split]
+
+
 def _read_gray(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("L"))
@@ -110,7 +149,7 @@ def load_sample(ref: SampleRef, max_short_side: int | None = None) -> Sample:
     try:
         with Image.open(ref.image) as im:
             image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        mask = _read_gray(ref.mask)
+        mask = _read_gray(ref.mask) if ref.mask is not None else np.zeros(image.shape[:2], np.uint8)
         void = _read_gray(ref.void) > 127 if ref.void is not None else None
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{ref.image}: cannot read sample ({exc})") from exc

@@ -34,7 +34,7 @@ from clnsod_core.model import CLNSOD
 from clnsod_core.weights_io import WeightsError, atomic_torch_save, load_model, save_weights
 
 from .augment import AugmentConfig, augment, pure_sky_band
-from .data import DatasetError, Sample, index_data_dir, load_samples
+from .data import DatasetError, Sample, index_data_dir, index_no_sky, load_samples, read_exclusion_list
 
 log = logging.getLogger("clnsod.train")
 CHECKPOINT_NAME = "last.pt"
@@ -44,6 +44,8 @@ CHECKPOINT_NAME = "last.pt"
 class TrainConfig:
     data: list[str]
     out: str
+    no_sky: list[str] = field(default_factory=list)  # folders of photos without sky (all-foreground targets)
+    exclude: list[str] = field(default_factory=list)  # lists of file names to leave out of no_sky
     epochs: int = 6
     batch_size: int = 8
     lr: float = 1e-3
@@ -208,6 +210,11 @@ def _collect_refs(cfg: TrainConfig, split: str) -> list:
     refs = []
     for root in cfg.data:
         refs.extend(index_data_dir(Path(root), split))
+    excluded: set[str] = set()
+    for listing in cfg.exclude:
+        excluded |= read_exclusion_list(Path(listing))
+    for root in cfg.no_sky:
+        refs.extend(index_no_sky(Path(root), split, excluded))
     return refs
 
 
@@ -232,10 +239,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
         state = load_checkpoint(checkpoint_path)
         saved = state["train_config"]
-        for key in ("data", "batch_size", "seed", "model", "epochs"):
+        for key in ("data", "no_sky", "exclude", "batch_size", "seed", "model", "epochs"):
             if saved[key] != asdict(cfg)[key]:
                 log.warning("resume: %s differs from the checkpoint (%r vs %r); using the checkpoint's", key, asdict(cfg)[key], saved[key])
-        cfg = TrainConfig(**{**saved, "out": cfg.out, "max_steps": cfg.max_steps, "threads": cfg.threads})
+        cfg = TrainConfig(**{"no_sky": [], "exclude": [], **saved, "out": cfg.out, "max_steps": cfg.max_steps, "threads": cfg.threads})
 
     init_model = load_model(Path(cfg.init_weights)) if state is None and cfg.init_weights else None
     if init_model is not None:
@@ -366,8 +373,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     return history[-1]["val"] if history else {}
 
 
+def format_dataset_metrics(m: dict[str, float]) -> str:
+    """One dataset's validation line: IoU/MAE/maxF, and false sky on its photos without sky."""
+    text = f"IoU={m['iou']:.4f} MAE={m['mae']:.4f} maxF={m['max_f']:.4f}"
+    if "no_sky_images" in m:
+        text += (f" no-sky photos: {int(m['no_sky_images'])}, mean area called sky {100 * m['no_sky_mean_area']:.2f}%,"
+                 f" clean {100 * m['no_sky_clean']:.1f}%")
+    return text
+
+
 def _format_metrics(metrics: dict[str, dict[str, float]]) -> str:
-    return "; ".join(f"{name}: IoU={m['iou']:.4f} MAE={m['mae']:.4f} maxF={m['max_f']:.4f}" for name, m in metrics.items())
+    return "; ".join(f"{name}: {format_dataset_metrics(m)}" for name, m in metrics.items())
 
 
 def _configure_logging(path: Path) -> None:

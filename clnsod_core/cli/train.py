@@ -10,6 +10,12 @@ import click
 @click.command("train")
 @click.option("--data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset folder: an index.jsonl (skyseg layout) or images/ + masks/ (+ void/). Repeatable.")
+@click.option("--no-sky", "no_sky", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of photos with no sky at all (e.g. interiors): trained as all foreground; a fixed "
+              "20 % of them (grouped by the name before the first '_') is held out for validation. Repeatable.")
+@click.option("--exclude", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File listing names (one per line, '#' comments) of --no-sky photos to leave out because "
+              "they do show some sky. Repeatable.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: checkpoints (last.pt), train.log, metrics.jsonl and the final weights.pt.")
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT/last.pt.")
@@ -28,13 +34,14 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-amp", is_flag=True, help="Train in fp32 (default: bf16 autocast on CPU, fp16 on CUDA).")
 def train_command(
-    data: tuple[Path, ...], out: Path, resume: bool, epochs: int, batch_size: int, lr: float, init: str,
+    data: tuple[Path, ...], no_sky: tuple[Path, ...], exclude: tuple[Path, ...], out: Path, resume: bool,
+    epochs: int, batch_size: int, lr: float, init: str,
     no_context: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, threads: int,
     device: str, seed: int, no_amp: bool,
 ) -> None:
     """Train CLN-SOD. Under torchrun (``torchrun --nproc-per-node N --no-python clnsod train ...``) it runs DDP."""
     from trainer.data import DatasetError
-    from trainer.train import TrainConfig, train
+    from trainer.train import TrainConfig, format_dataset_metrics, train
 
     from ..download import DownloadError
     from ..registry import resolve_weights
@@ -49,7 +56,7 @@ def train_command(
         except (WeightsError, DownloadError) as exc:
             raise click.BadParameter(str(exc), param_hint="--init") from None
     cfg = TrainConfig(
-        data=[str(d) for d in data], out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
+        data=[str(d) for d in data], no_sky=[str(d) for d in no_sky], exclude=[str(f) for f in exclude], out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, amp=not no_amp, imagenet_init=imagenet,
         init_weights=init_weights, device=device, max_steps=max_steps, validate=not no_validate,
         model={"use_context_prior": False} if no_context else {},
@@ -59,4 +66,4 @@ def train_command(
     except (DatasetError, WeightsError, FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     for name, values in metrics.items():
-        click.echo(f"{name:<12} IoU {values['iou']:.4f}  MAE {values['mae']:.4f}  maxF {values['max_f']:.4f}")
+        click.echo(f"{name:<12} {format_dataset_metrics(values)}")
