@@ -158,6 +158,10 @@ def _write(job_dir: Path, key: str, data: bytes) -> str:
     return name
 
 
+# The answer for a photo without sky: no output files; the plugins show a message, add no layers.
+NO_SKY_DONE: dict[str, Any] = {"done": True, "sky_found": False, "files": {}}
+
+
 def run_job(job_dir: Path) -> dict[str, Any]:
     """Do the work; returns the ``done`` event. Raises RequestError or a user-facing error."""
     check_job_dir(job_dir)
@@ -173,6 +177,7 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     from .imageio import probability_to_u8
     from .inference import SkyMasker
     from .layers import lighting_layer, to_u8
+    from .matte import has_sky, refine_matte
     from .replace import ReplaceOptions, SkyReplacer, load_sky
     from .runtime import tune_allocator
 
@@ -183,11 +188,16 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     replacer = SkyReplacer(SkyMasker(opts["weights"], device=opts["device"], max_pixels=max_pixels))
     if sky is None:
         emit(progress=0.2, stage="computing the sky matte")
-        matte = probability_to_u8(replacer.matte(photo, options.matte))
-        return {"done": True, "files": {"matte": _write(job_dir, "matte", matte.tobytes())}}
+        prob = replacer.masker.predict_working_size([photo])[0]
+        if not has_sky(prob):
+            return NO_SKY_DONE
+        matte = probability_to_u8(refine_matte(photo, prob, options.matte))
+        return {"done": True, "sky_found": True, "files": {"matte": _write(job_dir, "matte", matte.tobytes())}}
 
     stages = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65}
     result = replacer.replace(photo, sky, options, on_stage=lambda stage: emit(progress=stages[stage], stage=stage))
+    if not result.sky_found:
+        return NO_SKY_DONE
     emit(progress=0.8, stage="building the layers")
     matte = probability_to_u8(result.matte)
     sky_u8 = to_u8(result.sky)
@@ -197,7 +207,7 @@ def run_job(job_dir: Path) -> dict[str, Any]:
         "sky": _write(job_dir, "sky", encode_pixels(sky_u8, None, request.pixel_format)),
         "lighting": _write(job_dir, "lighting", encode_pixels(lighting[..., :3], lighting[..., 3], request.pixel_format)),
     }
-    return {"done": True, "files": files, "sky_line": lowest_sky_line(result.matte)}
+    return {"done": True, "sky_found": True, "files": files, "sky_line": lowest_sky_line(result.matte)}
 
 
 STOP_FLAG = "--stop-on-stdin-eof"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import tempfile
 import warnings
@@ -67,6 +68,7 @@ class PhotoMeta:
 
     exif: bytes | None = None  # orientation already normalised to 1 (pixels are upright)
     icc_profile: bytes | None = None
+    source_format: str | None = None  # Pillow's name of the file's format ("JPEG", "PNG", ...)
 
 
 def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -74,7 +76,7 @@ def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return load_photo_with_meta(path, max_pixels)[0]
 
 
-def _meta(upright: Image.Image, icc_profile: bytes | None) -> PhotoMeta:
+def _meta(upright: Image.Image, icc_profile: bytes | None, source_format: str | None) -> PhotoMeta:
     """EXIF of the already-rotated image (exif_transpose removed its orientation tag)."""
     exif_bytes = None
     try:
@@ -84,7 +86,7 @@ def _meta(upright: Image.Image, icc_profile: bytes | None) -> PhotoMeta:
             exif_bytes = exif.tobytes()
     except Exception:  # corrupt EXIF must never stop the photo from being used
         exif_bytes = None
-    return PhotoMeta(exif_bytes, icc_profile)
+    return PhotoMeta(exif_bytes, icc_profile, source_format)
 
 
 def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, PhotoMeta]:
@@ -116,8 +118,9 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)  # animated / multi-page: use the first frame
                 im.load()
+                source_format = im.format
                 ImageOps.exif_transpose(im, in_place=True)  # in place: no second full-size copy
-                return _to_rgb(im), _meta(im, im.info.get("icc_profile"))
+                return _to_rgb(im), _meta(im, im.info.get("icc_profile"), source_format)
     except PhotoError:
         raise
     except Image.DecompressionBombError:
@@ -233,6 +236,16 @@ def output_format(path: Path) -> str:
     if fmt is None:
         raise ValueError(f"{path}: unsupported output extension {path.suffix!r}; use one of {', '.join(sorted(OUTPUT_FORMATS))}")
     return fmt
+
+
+def save_unchanged(photo: np.ndarray, source: Path, meta: PhotoMeta, path: Path, quality: int = 92) -> None:
+    """Write a photo that needed no change: the source file's own bytes when ``path`` asks for the
+    same format (nothing re-encoded, every byte of metadata kept), else its pixels re-encoded."""
+    if meta.source_format is not None and meta.source_format == output_format(path):
+        with open(source, "rb") as original:
+            write_atomic(path, lambda handle: shutil.copyfileobj(original, handle, 1 << 20))
+        return
+    save_image(photo, path, meta, quality)
 
 
 def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, quality: int = 92) -> None:

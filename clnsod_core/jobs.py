@@ -34,6 +34,7 @@ class PhotoJob:
 class JobSummary:
     written: int = 0
     skipped: int = 0
+    no_sky: int = 0  # photos written unchanged because they show no sky
     failed: list[str] = field(default_factory=list)  # one line per failure
 
     @property

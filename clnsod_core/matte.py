@@ -23,6 +23,19 @@ import torch.nn.functional as F
 from PIL import Image
 
 
+# A photo whose network sky (probability >= 0.5 at the working size) covers less than this share
+# of the frame has no sky: its matte is all zero, ``replace`` leaves the photo unchanged. 0.2 % is a
+# 14 x 14 px patch at 320 x 320, far less than sky seen through any real window, and more than the
+# specks a bright lamp or a white ceiling corner can still get.
+NO_SKY_AREA = 0.002
+
+
+def has_sky(prob: torch.Tensor | np.ndarray) -> bool:
+    """True when the working-size sky probability shows sky over at least ``NO_SKY_AREA``."""
+    p = torch.as_tensor(prob)
+    return bool((p >= 0.5).float().mean() >= NO_SKY_AREA)
+
+
 @dataclass(frozen=True)
 class MatteOptions:
     edge_shift: float = 0.0  # px at full resolution; > 0 grows the sky, < 0 shrinks it
@@ -119,13 +132,16 @@ def _shift_edge(p: torch.Tensor, px: float) -> torch.Tensor:
 
 
 def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
-    """Sky matte (H, W) float32 in [0, 1] for RGB uint8 ``image`` (H, W, 3) from a low-res ``prob``.
+    """Sky matte (H, W) float32 in [0, 1] for RGB uint8 ``image`` (H, W, 3) from a low-res ``prob``;
+    all zero when ``prob`` shows no sky (see ``has_sky``).
 
     The full-resolution stages run in bands of rows, so a 100 MP photo needs the matte itself
     plus a few small temporaries, never full-size float copies of the photo or coefficients.
     """
     options.validate()
     h, w = image.shape[:2]
+    if not has_sky(prob):
+        return np.zeros((h, w), np.float32)
     prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
     scale = min(1.0, options.guide_side / max(h, w))
     gh, gw = max(1, round(h * scale)), max(1, round(w * scale))

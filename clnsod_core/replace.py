@@ -16,7 +16,7 @@ from .compose import Harmonisation, SkyPlacement, composite, lowest_sky_line, pl
 from .imageio import PhotoError, load_photo, probability_to_u8
 from .inference import SkyMasker
 from .layers import to_u8
-from .matte import MatteOptions, refine_matte
+from .matte import MatteOptions, has_sky, refine_matte
 from .skies import PRESETS, render_preset
 
 PRESET_RENDER_SIDE = 1280  # presets are smooth: render small, let placement scale them up
@@ -54,6 +54,14 @@ class ReplaceResult:
     matte: np.ndarray  # (H, W) float32, 1 = sky
     sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky
     foreground: np.ndarray  # (H, W, 3) uint8, the photo after recolour/relight/halo
+    sky_found: bool = True  # False: no sky in the photo; composite and foreground are the photo itself
+
+    @classmethod
+    def without_sky(cls, photo: np.ndarray) -> ReplaceResult:
+        """The answer for a photo with no sky: nothing replaced, an all-zero matte, no sky pixels."""
+        h, w = photo.shape[:2]
+        no_sky = np.broadcast_to(np.zeros((1, 1, 3), np.float32), (h, w, 3))  # a view: no memory
+        return cls(photo, np.zeros((h, w), np.float32), no_sky, photo, sky_found=False)
 
     def sky_layer(self) -> np.ndarray:
         """RGBA uint8: the new sky with the matte as alpha (stack above the foreground layer)."""
@@ -90,7 +98,10 @@ class SkyReplacer:
         options.validate()
         report = on_stage or (lambda _stage: None)
         report("computing the sky matte")
-        matte = self.matte(photo, options.matte)
+        prob = self.masker.predict_working_size([photo])[0]
+        if not has_sky(prob):
+            return ReplaceResult.without_sky(photo)
+        matte = refine_matte(photo, prob, options.matte)
         report("placing the new sky")
         h, w = matte.shape
         bottom = lowest_sky_line(matte)

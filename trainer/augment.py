@@ -53,7 +53,7 @@ def _pure_sky_rows(mask: np.ndarray) -> int:
     return int(not_sky[0]) if not_sky.size else mask.shape[0]
 
 
-def _sky_only_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int, int] | None:
+def sky_only_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int, int] | None:
     """A crop inside the pure-sky band (an all-sky frame), or None if the band is too small."""
     h, w = mask.shape
     rows = _pure_sky_rows(mask)
@@ -66,7 +66,7 @@ def _sky_only_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int
     return top, left, ch, cw
 
 
-def _thin_strip_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int, int] | None:
+def thin_strip_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int, int] | None:
     """A crop whose top keeps only a thin strip (3-10 %) of sky above the sky line."""
     h, w = mask.shape
     below = np.nonzero(_sky_rows(mask) < 0.5)[0]
@@ -82,11 +82,11 @@ def _thin_strip_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, i
 def _crop_box(mask: np.ndarray, cfg: AugmentConfig, gen: torch.Generator) -> tuple[int, int, int, int]:
     h, w = mask.shape
     if _chance(gen, cfg.sky_crop_prob):
-        box = _sky_only_box(mask, gen)
+        box = sky_only_box(mask, gen)
         if box is not None:
             return box
     if _chance(gen, cfg.strip_crop_prob):
-        box = _thin_strip_box(mask, gen)
+        box = thin_strip_box(mask, gen)
         if box is not None:
             return box
     if _chance(gen, cfg.full_frame_prob):
@@ -164,11 +164,10 @@ def _horizon_rows(sky: torch.Tensor) -> torch.Tensor | None:
     """Per column, the row just below the lowest sky pixel (S,), or None without sky. Columns
     without sky take the median of the others, so a tree at the frame's edge does not reset it."""
     s = sky[0] > 0.5
-    size = s.shape[0]
     has_sky = s.any(dim=0)
     if not bool(has_sky.any()):
         return None
-    rows = torch.arange(size).view(size, 1).expand_as(s)
+    rows = torch.arange(s.shape[0]).view(-1, 1).expand_as(s)
     lowest = torch.where(s, rows, torch.full_like(rows, -1)).amax(dim=0) + 1
     fill = lowest[has_sky].float().median().round().long()
     return torch.where(has_sky, lowest, fill)
@@ -179,11 +178,11 @@ def haze_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> tor
     colour, strongest at the horizon and decaying with distance below it, while the label keeps
     them foreground (haze continuing the sky's colour must not become sky)."""
     horizon = _horizon_rows(sky)
-    size = img.shape[1]
+    h, w = img.shape[1:]
     if horizon is None or float(sky.mean()) > 0.9:
         return img
-    rows = torch.arange(size, dtype=torch.float32).view(size, 1)
-    below = (rows - horizon.view(1, size).float()) / size  # > 0 under the horizon
+    rows = torch.arange(h, dtype=torch.float32).view(h, 1)
+    below = (rows - horizon.view(1, w).float()) / h  # > 0 under the horizon
     near_sky = (sky[0] > 0.5) & (below > -0.12)
     if int(near_sky.sum()) < 16:
         return img
@@ -208,27 +207,27 @@ def night_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> to
     blue-black with its cloud texture, stars and an orange city glow at the horizon; the land is
     lit far less, by a few warm street lamps; the camera then amplifies exposure, and with it
     shot and read noise (high ISO), before the sRGB curve."""
-    size = img.shape[1]
+    h, w = img.shape[1:]
     lin = _srgb_to_linear(img)
     luma = (0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2])[None]
     sky_tint = torch.tensor([_uniform(gen, 0.25, 0.5), _uniform(gen, 0.4, 0.65), 1.0]).view(3, 1, 1)
     night_sky = luma * sky_tint * _uniform(gen, 0.004, 0.04)
     horizon = _horizon_rows(sky)
     if horizon is not None and _chance(gen, 0.6):  # city glow / last twilight above the horizon
-        rows = torch.arange(size, dtype=torch.float32).view(size, 1)
-        above = ((horizon.view(1, size).float() - rows) / size).clamp(min=0)
+        rows = torch.arange(h, dtype=torch.float32).view(h, 1)
+        above = ((horizon.view(1, w).float() - rows) / h).clamp(min=0)
         glow = torch.exp(-above / _uniform(gen, 0.05, 0.35))[None]
         glow_colour = torch.tensor([1.0, _uniform(gen, 0.45, 0.75), _uniform(gen, 0.2, 0.5)]).view(3, 1, 1)
         night_sky = night_sky + glow * glow_colour * _uniform(gen, 0.003, 0.03)
-    stars = (torch.rand((1, size, size), generator=gen) < _uniform(gen, 0.0, 0.002)).float()
-    night_sky = night_sky + stars * torch.rand((1, size, size), generator=gen) * 0.08
+    stars = (torch.rand((1, h, w), generator=gen) < _uniform(gen, 0.0, 0.002)).float()
+    night_sky = night_sky + stars * torch.rand((1, h, w), generator=gen) * 0.08
     land_light = torch.tensor([1.0, _uniform(gen, 0.7, 0.95), _uniform(gen, 0.45, 0.9)]).view(3, 1, 1)
     night_land = lin * land_light * _uniform(gen, 0.004, 0.05)
-    lamps = torch.zeros(1, size, size)
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    lamps = torch.zeros(1, h, w)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     for _ in range(int(torch.randint(0, 7, (), generator=gen))):
-        cy, cx = _uniform(gen, 0, size), _uniform(gen, 0, size)
-        radius = size * _uniform(gen, 0.003, 0.015)
+        cy, cx = _uniform(gen, 0, h), _uniform(gen, 0, w)
+        radius = max(h, w) * _uniform(gen, 0.003, 0.015)
         lamps += torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))[None] * _uniform(gen, 0.02, 0.4)
     lamp_colour = torch.tensor([1.0, 0.75, 0.4]).view(3, 1, 1)
     night_land = night_land + lamps * lamp_colour * (1 - sky)

@@ -59,7 +59,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     threads: int = 0  # 0: leave torch's default
-    amp: bool = True  # bf16 autocast on CPU, fp16 on CUDA
+    amp: bool = True  # fp16 autocast on CUDA; bf16 on CPUs with native bf16 (see cpu_has_native_bf16)
     imagenet_init: bool = True
     init_weights: str | None = None  # fine-tune from a CLN-SOD weights file
     device: str = "auto"
@@ -97,6 +97,16 @@ def _pick_device(requested: str, info: DistInfo) -> torch.device:
             raise RuntimeError("--device cuda requested but CUDA is not available")
         return torch.device("cuda", info.local_rank)
     return torch.device(requested)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Without it PyTorch emulates
+    bf16 and autocast makes a training step about 7x slower than fp32 (measured on an AVX2 EPYC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -299,7 +309,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if info.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    use_amp = cfg.amp and (device.type == "cuda" or cpu_has_native_bf16())
+    if cfg.amp and not use_amp and info.is_main:
+        log.info("bf16 autocast off: this CPU has no native bf16 (emulated bf16 trains ~7x slower); training in fp32")
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
 
     def save_checkpoint() -> None:
         if info.is_main:
@@ -331,7 +344,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 break
             images, masks, voids = _make_batch(samples, indices, donors, size, aug_cfg, (cfg.seed, epoch, global_step, info.rank))
             images, masks, voids = images.to(device), masks.to(device), voids.to(device)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=cfg.amp):
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 output = net(images)
             losses = clnsod_loss(output.logits, output.context_map, masks, voids, cfg.affinity_weight, cfg.global_weight)
             optimizer.zero_grad(set_to_none=True)

@@ -86,6 +86,8 @@ def ensure_writable_dir(path: Path, recursive_cleanup: bool = False) -> None:
 
 def finish(summary: JobSummary) -> None:
     """Print the summary line and exit 1 if anything failed."""
-    click.echo(f"{summary.written} written, {summary.skipped} skipped (already exist), {len(summary.failed)} failed", err=True)
+    no_sky = f" ({summary.no_sky} with no sky found)" if summary.no_sky else ""
+    click.echo(f"{summary.written} written{no_sky}, {summary.skipped} skipped (already exist), "
+               f"{len(summary.failed)} failed", err=True)
     if not summary.ok:
         raise SystemExit(1)

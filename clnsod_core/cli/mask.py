@@ -10,9 +10,9 @@ import click
 import numpy as np
 
 from ..compose import Harmonisation
-from ..imageio import PhotoError, output_format, save_image, save_mask_png
+from ..imageio import PhotoError, output_format, save_image, save_mask_png, save_unchanged
 from ..jobs import Decoded, JobRunner, JobSummary, PhotoJob, find_photos, plan_jobs
-from ..matte import MatteOptions, refine_matte
+from ..matte import MatteOptions, has_sky, refine_matte
 from ..replace import ReplaceOptions, ReplaceResult, SkyReplacer, load_sky
 from ..skies import PRESETS
 from .common import ensure_writable_dir, finish, load_masker, model_options, report_error
@@ -59,13 +59,22 @@ def sky_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return matte_options(func)
 
 
-def _mask_runner(replacer: SkyReplacer, options: MatteOptions, **kw: Any) -> JobRunner[np.ndarray]:
-    def compute(items: list[Decoded]) -> list[np.ndarray]:
-        probs = replacer.masker.predict_working_size([item.image for item in items])
-        return [refine_matte(item.image, prob, options) for item, prob in zip(items, probs, strict=True)]
+def _report_no_sky(source: Path, summary: JobSummary, what: str) -> None:
+    click.echo(f"{source}: no sky found; {what}", err=True)
+    summary.no_sky += 1
 
-    def write(item: Decoded, matte: np.ndarray) -> None:
+
+def _mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummary,
+                 **kw: Any) -> JobRunner[tuple[np.ndarray, bool]]:
+    def compute(items: list[Decoded]) -> list[tuple[np.ndarray, bool]]:
+        probs = replacer.masker.predict_working_size([item.image for item in items])
+        return [(refine_matte(item.image, prob, options), has_sky(prob)) for item, prob in zip(items, probs, strict=True)]
+
+    def write(item: Decoded, result: tuple[np.ndarray, bool]) -> None:
+        matte, sky_found = result
         save_mask_png(matte, item.job.targets[0])
+        if not sky_found:
+            _report_no_sky(item.job.source, summary, "the mask is empty")
 
     return JobRunner(compute, write, replacer.masker.max_pixels, report_error, chunk=NETWORK_CHUNK, **kw)
 
@@ -81,13 +90,15 @@ def _layer_paths(base: Path, kind: str, ext: str) -> tuple[Path, ...]:
 
 
 def _replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, options: ReplaceOptions, kind: str, quality: int,
-                    **kw: Any) -> JobRunner[ReplaceResult]:
+                    summary: JobSummary, **kw: Any) -> JobRunner[ReplaceResult]:
     def compute(items: list[Decoded]) -> list[ReplaceResult]:
         return [replacer.replace(item.image, sky, options) for item in items]
 
     def write(item: Decoded, result: ReplaceResult) -> None:
         targets = item.job.targets
-        if kind in ("composite", "both"):
+        if kind in ("composite", "both") and not result.sky_found:
+            save_unchanged(item.image, item.job.source, item.meta, targets[0], quality)
+        elif kind in ("composite", "both"):
             save_image(result.composite, targets[0], item.meta, quality)
         if kind == "both":
             save_mask_png(result.matte, targets[1])
@@ -95,6 +106,8 @@ def _replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, options: Repla
             save_mask_png(result.matte, targets[0])
             save_image(result.sky_layer(), targets[1], item.meta)
             save_image(result.foreground, targets[2], item.meta)
+        if not result.sky_found:
+            _report_no_sky(item.job.source, summary, "written unchanged")
 
     return JobRunner(compute, write, replacer.masker.max_pixels, report_error, **kw)
 
@@ -122,7 +135,7 @@ def mask_command(photos: tuple[Path, ...], out_dir: Path, **kw: Any) -> None:
     summary = JobSummary()
     jobs = plan_jobs(((p, (out_dir / f"{p.stem}.png",)) for p in photos), True, summary, report_error)
     replacer = _load_replacer(kw)
-    _mask_runner(replacer, MatteOptions(edge_shift=kw["edge_shift"], edge_fade=kw["edge_fade"])).run(jobs, summary)
+    _mask_runner(replacer, MatteOptions(edge_shift=kw["edge_shift"], edge_fade=kw["edge_fade"]), summary).run(jobs, summary)
     finish(summary)
 
 
@@ -144,7 +157,7 @@ def replace_command(photo: Path, out_path: Path, **kw: Any) -> None:
     sky = _load_sky_or_fail(kw["sky_spec"], kw["max_megapixels"])
     summary = JobSummary()
     jobs = plan_jobs([(photo, (out_path,))], True, summary, report_error)
-    runner = _replace_runner(_load_replacer(kw), sky, ReplaceOptions.from_flat(kw), "composite", kw["quality"])
+    runner = _replace_runner(_load_replacer(kw), sky, ReplaceOptions.from_flat(kw), "composite", kw["quality"], summary)
     runner.run(jobs, summary)
     finish(summary)
 
@@ -179,8 +192,9 @@ def batch_command(in_dir: Path, out_dir: Path, output_kind: str | None, fmt: str
                 bar.update(1)
 
             if kind == "mask":
-                runner: JobRunner[Any] = _mask_runner(replacer, ReplaceOptions.from_flat(kw).matte, on_done=tick)
+                runner: JobRunner[Any] = _mask_runner(replacer, ReplaceOptions.from_flat(kw).matte, summary, on_done=tick)
             else:
-                runner = _replace_runner(replacer, sky, ReplaceOptions.from_flat(kw), kind, kw["quality"], on_done=tick)
+                runner = _replace_runner(replacer, sky, ReplaceOptions.from_flat(kw), kind, kw["quality"], summary,
+                                         on_done=tick)
             runner.run(jobs, summary)
     finish(summary)

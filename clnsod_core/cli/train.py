@@ -32,7 +32,7 @@ import click
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch CPU threads per process (0 = default).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-amp", is_flag=True, help="Train in fp32 (default: bf16 autocast on CPU, fp16 on CUDA).")
+@click.option("--no-amp", is_flag=True, help="Train in fp32 (default: fp16 autocast on CUDA, bf16 on CPUs with native bf16).")
 def train_command(
     data: tuple[Path, ...], no_sky: tuple[Path, ...], exclude: tuple[Path, ...], out: Path, resume: bool,
     epochs: int, batch_size: int, lr: float, init: str,

@@ -132,6 +132,10 @@ class Event:
     fraction: float = 0.0
     message: str = ""
     files: Optional[Dict[str, str]] = None
+    sky_found: bool = True  # "done" with sky_found false: the photo has no sky, no files were written
+
+
+NO_SKY_MESSAGE = "no sky found in this image; nothing was added"
 
 
 def parse_event(line: str) -> Optional[Event]:
@@ -146,7 +150,8 @@ def parse_event(line: str) -> Optional[Event]:
         return Event("error", message=str(data["error"]))
     if data.get("done"):
         files = data.get("files")
-        return Event("done", 1.0, files=dict(files) if isinstance(files, dict) else {})
+        return Event("done", 1.0, files=dict(files) if isinstance(files, dict) else {},
+                     sky_found=data.get("sky_found") is not False)
     if "progress" in data:
         try:
             fraction = min(1.0, max(0.0, float(data["progress"])))

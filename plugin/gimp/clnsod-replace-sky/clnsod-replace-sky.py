@@ -166,6 +166,9 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
         final = bridge.run_blocking(job, python, report_progress)
         if final.kind != "done":
             raise PluginError(final.message)
+        if not final.sky_found:  # a photo without sky gets a message, not empty layers
+            Gimp.message(f"Replace Sky: {bridge.NO_SKY_MESSAGE}")
+            return
         matte = job.read_output("matte")
         sky = job.read_output("sky") if options["mode"] == "replace" else b""
         lighting = job.read_output("lighting") if options["mode"] == "replace" else b""

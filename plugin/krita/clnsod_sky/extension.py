@@ -59,15 +59,17 @@ class ReplaceSkyExtension(Extension):
         window = Krita.instance().activeWindow()
         return window.qwindow() if window is not None else None
 
-    def show_error(self, message: str) -> None:
-        """Non-modal: Krita keeps running and nothing waits for the user to close it."""
+    def show_message(self, message: str, kind: QMessageBox.Icon = QMessageBox.Warning) -> None:
+        """Non-modal: Krita keeps running and nothing waits for the user to close it. ``kind``
+        Information is for answers that are not failures (no sky found)."""
         window = Krita.instance().activeWindow()
         view = window.activeView() if window is not None else None
+        icon = "dialog-information" if kind == QMessageBox.Information else "dialog-warning"
         if view is not None:
-            view.showFloatingMessage(f"Replace Sky: {message}", Krita.instance().icon("dialog-warning"), 8000, 1)
+            view.showFloatingMessage(f"Replace Sky: {message}", Krita.instance().icon(icon), 8000, 1)
         if self._error_box is not None:
             self._error_box.close()
-        box = QMessageBox(QMessageBox.Warning, TITLE, message, QMessageBox.Close, self._main_window())
+        box = QMessageBox(kind, TITLE, message, QMessageBox.Close, self._main_window())
         box.setObjectName(ERROR_BOX_NAME)
         box.setWindowModality(Qt.NonModal)
         box.setAttribute(Qt.WA_DeleteOnClose, True)
@@ -80,12 +82,12 @@ class ReplaceSkyExtension(Extension):
 
     def open_dialog(self) -> None:
         if self._run is not None:
-            self.show_error("a sky replacement is already running; wait for it or cancel it")
+            self.show_message("a sky replacement is already running; wait for it or cancel it")
             return
         try:
             self._check_document()
         except bridge_client.BridgeError as exc:
-            self.show_error(str(exc))
+            self.show_message(str(exc))
             return
         stored = options_from_settings(Krita.instance().readSetting(SETTINGS_GROUP, SETTINGS_KEY, ""))
         dialog = ReplaceSkyDialog(dialog_values_from(stored), self._main_window())
@@ -97,7 +99,7 @@ class ReplaceSkyExtension(Extension):
         try:
             options = build_options(dialog.values())
         except bridge_client.BridgeError as exc:
-            self.show_error(str(exc))
+            self.show_message(str(exc))
             return
         Krita.instance().writeSetting(SETTINGS_GROUP, SETTINGS_KEY, settings_text(options))
         self.start(options)
@@ -129,13 +131,14 @@ class ReplaceSkyExtension(Extension):
         except bridge_client.BridgeError as exc:
             if job is not None:
                 job.cleanup()
-            self.show_error(str(exc))
+            self.show_message(str(exc))
             return
         self._doc, self._source, self._options = doc, node, options
         run = CoreRun(job, python, self)
         run.progress.connect(self._on_progress)
         # Queued: the layers are built from the event loop, not from inside QProcess's finished signal.
         run.succeeded.connect(self._on_succeeded, Qt.QueuedConnection)
+        run.no_sky.connect(self._on_no_sky, Qt.QueuedConnection)
         run.failed.connect(self._on_failed, Qt.QueuedConnection)
         run.cancelled.connect(self._on_cancelled, Qt.QueuedConnection)
         self._run = run
@@ -171,7 +174,12 @@ class ReplaceSkyExtension(Extension):
 
     def _on_failed(self, message: str) -> None:
         self._end_run()
-        self.show_error(message)
+        self.show_message(message)
+
+    def _on_no_sky(self) -> None:
+        """No layers for a photo without sky (empty layers would only confuse): say so instead."""
+        self._end_run()
+        self.show_message(bridge_client.NO_SKY_MESSAGE, QMessageBox.Information)
 
     def _on_succeeded(self, files: dict) -> None:
         run, doc, node = self._run, self._doc, self._source
@@ -195,12 +203,12 @@ class ReplaceSkyExtension(Extension):
                                          Krita.instance().icon("dialog-information"), 4000, 2)
         except bridge_client.BridgeError as exc:
             self._end_run()
-            self.show_error(str(exc))
+            self.show_message(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a host API surprise must still end the run and reach the user
             traceback.print_exc()
             self._end_run()
-            self.show_error(f"could not build the layers: {type(exc).__name__}: {exc}")
+            self.show_message(f"could not build the layers: {type(exc).__name__}: {exc}")
             return
         self._end_run()
 

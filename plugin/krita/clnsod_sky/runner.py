@@ -11,10 +11,12 @@ STDERR_KEEP = 8192
 
 
 class CoreRun(QObject):
-    """One core run. Emits ``progress`` while running, then exactly one of ``succeeded``/``failed``/``cancelled``."""
+    """One core run. Emits ``progress`` while running, then exactly one of ``succeeded``/``no_sky``/
+    ``failed``/``cancelled``."""
 
     progress = pyqtSignal(float, str)
     succeeded = pyqtSignal(dict)  # the "done" event's files
+    no_sky = pyqtSignal()  # done, but the photo has no sky: nothing to add
     failed = pyqtSignal(str)
     cancelled = pyqtSignal()
 
@@ -92,7 +94,9 @@ class CoreRun(QObject):
             return
         final = self._final
         self._end()
-        if final is not None and final.kind == "done":
+        if final is not None and final.kind == "done" and not final.sky_found:
+            self.no_sky.emit()
+        elif final is not None and final.kind == "done":
             self.succeeded.emit(dict(final.files or {}))
         elif final is not None:
             self.failed.emit(final.message)
