@@ -45,6 +45,9 @@ class MatteOptions:
     radius: float = 0.01  # window radius as a fraction of the guide's long side
     eps: float = 1e-4  # regularisation: larger = smoother, less edge-following
     confidence_floor: float = 1e-3  # weight of a pixel where the network says 0.5
+    # Colour model (see colour_refine): how far from the network's sky line (fraction of the guide's
+    # long side) the photo's own colours may open sky holes or cut out wires; 0 turns it off.
+    colour_zone: float = 0.05
 
     def validate(self) -> None:
         if not -500 <= self.edge_shift <= 500:
@@ -138,10 +141,16 @@ def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: Ma
     The full-resolution stages run in bands of rows, so a 100 MP photo needs the matte itself
     plus a few small temporaries, never full-size float copies of the photo or coefficients.
     """
+    if not has_sky(prob):
+        return np.zeros(image.shape[:2], np.float32)
+    return edge_aware_matte(image, prob, options)
+
+
+def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
+    """``refine_matte`` without the "no sky" rule: the colour model, then the confidence-weighted
+    guided filter, at the photo's full resolution."""
     options.validate()
     h, w = image.shape[:2]
-    if not has_sky(prob):
-        return np.zeros((h, w), np.float32)
     prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
     scale = min(1.0, options.guide_side / max(h, w))
     gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
@@ -150,6 +159,8 @@ def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: Ma
     guide = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
     p = F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False)
     p = _shift_edge(p, options.edge_shift * scale)
+    if options.colour_zone > 0:
+        p = colour_refine(guide, p, max(1, round(options.colour_zone * max(gh, gw))))
     weight = (2 * p - 1).square() + options.confidence_floor
     radius = max(1, round(options.radius * max(gh, gw)))
     a, b = _guided_coefficients(guide, p, weight, radius, options.eps)
@@ -232,6 +243,97 @@ def box_filter_in_bands(x: torch.Tensor, r: int, out: torch.Tensor | None = None
         sums = _box_sum(F.pad(x[None, None, lo:hi], (r, r, r, r)), 2 * r + 1)[0, 0]
         result[y0:y1] = sums[y0 - lo : y1 - lo] / (row_counts[y0:y1, None] * col_counts[None, :])
     return result
+
+
+COLOUR_LEVELS = 32  # histogram bins per channel of the colour model
+LOCAL_SKY_DISTANCE = 0.1  # RGB distance (0..1 per channel) within which a colour matches the sky beside it
+NOVEL_DISTANCE = 0.2  # RGB distance from the sky beside it beyond which a never-sky colour is a structure
+SURE = 0.9  # a colour model or network probability beyond this (or below 1 - SURE) is decisive
+
+
+def _colour_index(guide: torch.Tensor) -> torch.Tensor:
+    """(1, 3, h, w) RGB in [0, 1] -> (h * w,) bin index of a COLOUR_LEVELS^3 histogram."""
+    q = (guide[0] * (COLOUR_LEVELS - 1e-3)).long().clamp_(0, COLOUR_LEVELS - 1)
+    return ((q[0] * COLOUR_LEVELS + q[1]) * COLOUR_LEVELS + q[2]).flatten()
+
+
+def _colour_density(index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Normalised, slightly smoothed colour histogram (a cheap kernel density estimate)."""
+    n = COLOUR_LEVELS
+    hist = torch.bincount(index, weights=weights, minlength=n**3).float().view(1, 1, n, n, n)
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    for dim in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + dim] = 3
+        padding = [0, 0, 0]
+        padding[dim] = 1
+        hist = F.conv3d(hist, kernel.view(shape), padding=tuple(padding))
+    return hist.flatten() / hist.sum().clamp(min=1.0)
+
+
+def _coarse_dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """Binary dilation of a (1, 1, h, w) 0/1 mask by about ``r`` pixels, computed on a grid up to 8x
+    coarser (it only bounds a zone, so a few pixels of slack cost nothing and save most of the work)."""
+    f = max(1, r // 8)
+    h, w = mask.shape[2:]
+    coarse = F.max_pool2d(mask, f, stride=f, ceil_mode=True) if f > 1 else mask
+    grown = window_max(coarse, math.ceil(r / f))
+    return F.interpolate(grown, scale_factor=f, mode="nearest")[:, :, :h, :w] if f > 1 else grown
+
+
+def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tensor:
+    """Let the photo's colours correct the network near its sky line (the colour model of "Sky
+    Optimization", Liba et al. 2020), at the guide's resolution.
+
+    The sky's colours are learnt from where the network is sure of sky, the foreground's from where
+    it is sure of foreground (at half weight near the sky line, where a crown's sky gaps are labelled
+    foreground). Within ``zone`` guide pixels of the sky line, a pixel becomes sky when its colour is
+    one the sky shows and the foreground hardly ever does, close to the sky right beside it, and
+    inside a structure (foreground colours around it): sky between branches, truss openings, gaps in
+    a fence. A pixel the network calls sky becomes foreground when its colour is clearly foreground
+    near the sky line, or, anywhere, when it is a thin streak of a colour the sky never shows (a
+    mast, a dark cable). Colours both models know (a white wall against a white sky, a dark night
+    sky) keep the network's answer, and far from the sky line nothing opens (snow, water, blue cars).
+    Structures thinner than a guide pixel are left to the guided filter."""
+    sure_sky, sure_fg = p >= SURE, p <= 1 - SURE
+    if not bool(sure_sky.any()) or not bool(sure_fg.any()):
+        return p
+    near_line = (_coarse_dilate(sure_sky.float(), zone) * _coarse_dilate(1 - sure_sky.float(), zone)) > 0
+    index = _colour_index(guide)
+    sky_density = _colour_density(index, sure_sky.flatten().float())
+    # Sure foreground near the sky line counts half: enough that distant hazy trees or a white
+    # building on the skyline keep their colours as foreground, while the few sky pixels seen through
+    # a crown (labelled foreground there) stay far rarer than in the sky itself.
+    fg_weights = torch.where(near_line, 0.5, 1.0) * sure_fg.float()
+    fg_density = _colour_density(index, fg_weights.flatten())
+    # Opening needs a colour the sky shows and the deep foreground hardly ever does; cutting needs
+    # a colour the deep foreground shows (at least half as often as a uniform spread would) and the
+    # sky hardly ever does, so a rare cloud colour the network was unsure of is not cut out.
+    floor = 0.5 / COLOUR_LEVELS**3
+    sky_c, fg_c = sky_density[index].view_as(p), fg_density[index].view_as(p)
+    # Only inside structures: at least a quarter of the pixels around an opened one have foreground
+    # colours (sky between leaves, wires, bars). A large pale roof or wall face next to a pale sky
+    # has sky-like colours all around, so it stays what the network said.
+    local = max(2, round(0.01 * max(p.shape[2:])))
+    porous = box_filter((fg_c >= sky_c).float(), local) >= 0.25
+    # ...and close to the colour of the sky right there (a white hull or wall against a pale blue sky
+    # has colours the sky shows elsewhere in the frame, but not next to it).
+    sky_f = sure_sky.float()
+    nearby = box_filter(sky_f, zone)
+    local_sky = box_filter(guide * sky_f, zone) / nearby.clamp(min=1e-6)
+    distance = (guide - local_sky).square().sum(dim=1, keepdim=True)
+    like_local_sky = (nearby > 0) & (distance < LOCAL_SKY_DISTANCE**2)
+    opened = near_line & porous & like_local_sky & (sky_c >= 9 * (fg_c + floor))
+    # Thin structures across the sky (wires, cables, masts, twigs) need not be near the sky line and
+    # often have colours the foreground elsewhere lacks: cut them where the colour is one the sky
+    # never shows, far from the sky beside it, and the pixel is mostly surrounded by sky (so a large
+    # dark cloud is not cut, while stars and the sun, which the sure sky holds, never count as novel).
+    novel = (nearby > 0) & (sky_c < floor / 10) & (distance > NOVEL_DISTANCE**2)
+    thin = box_filter(like_local_sky.float(), local) >= 0.6
+    cut = (p > 0.5) & ((near_line & (fg_c >= 9 * sky_c) & (fg_c >= floor)) | (novel & thin))
+    posterior = sky_c / (sky_c + fg_c + floor)
+    refined = torch.where(opened, torch.maximum(p, posterior), p)
+    return torch.where(cut, torch.minimum(refined, posterior), refined)
 
 
 CONFIDENT = 0.02  # a window whose network probabilities all lie within this of 0 or 1 is settled

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from clnsod_core.jobs import IMAGE_SUFFIXES
+from clnsod_core.labels import SOFT_MARKER
 
 
 class DatasetError(ValueError):
@@ -29,6 +30,7 @@ class SampleRef:
     image: Path
     mask: Path | None  # None: a photo with no sky (all-foreground target)
     void: Path | None
+    soft: bool = False  # the mask holds soft targets (made by ``clnsod refine-labels``)
 
 
 @dataclass
@@ -50,6 +52,7 @@ def _find_by_stem(folder: Path) -> dict[str, Path]:
 def index_skyseg(root: Path, split: str) -> list[SampleRef]:
     """Rows of ``root/index.jsonl`` in ``split`` (train or val)."""
     refs: list[SampleRef] = []
+    soft = (root / SOFT_MARKER).is_file()
     with open(root / "index.jsonl", encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
@@ -63,7 +66,7 @@ def index_skyseg(root: Path, split: str) -> list[SampleRef]:
                 continue
             base = root / ds
             void = base / "void" / f"{sid}.png" if row.get("void") else None
-            refs.append(SampleRef(ds, sid, base / "images" / f"{sid}.jpg", base / "masks" / f"{sid}.png", void))
+            refs.append(SampleRef(ds, sid, base / "images" / f"{sid}.jpg", base / "masks" / f"{sid}.png", void, soft))
     return refs
 
 
@@ -78,7 +81,8 @@ def index_folder_pair(root: Path) -> list[SampleRef]:
     if missing:
         shown = ", ".join(str(images[s]) for s in missing[:5])
         raise DatasetError(f"{root}: {len(missing)} image(s) without a mask in masks/: {shown}")
-    return [SampleRef(root.name, stem, images[stem], masks[stem], voids.get(stem)) for stem in sorted(images)]
+    soft = (root / SOFT_MARKER).is_file()
+    return [SampleRef(root.name, stem, images[stem], masks[stem], voids.get(stem), soft) for stem in sorted(images)]
 
 
 def index_data_dir(root: Path, split: str) -> list[SampleRef]:
@@ -160,13 +164,15 @@ def load_sample(ref: SampleRef, max_short_side: int | None = None) -> Sample:
         )
     if void is not None and void.shape != mask.shape:
         raise DatasetError(f"{ref.void}: void mask size differs from {ref.image}")
-    soft = np.count_nonzero((mask > 8) & (mask < 247))
-    if soft > 0.01 * mask.size:
-        raise DatasetError(f"{ref.mask}: mask is not binary ({soft} pixels between 8 and 247); expected 0 / 255")
-    mask = np.where(mask > 127, 255, 0).astype(np.uint8)
+    if not ref.soft:
+        between = np.count_nonzero((mask > 8) & (mask < 247))
+        if between > 0.01 * mask.size:
+            raise DatasetError(f"{ref.mask}: mask is not binary ({between} pixels between 8 and 247); expected 0 / 255 "
+                               f"(soft targets: make them with 'clnsod refine-labels')")
+        mask = np.where(mask > 127, 255, 0).astype(np.uint8)
     if max_short_side:
         image = _resize_to_short_side(image, max_short_side, Image.Resampling.BILINEAR)
-        mask = _resize_to_short_side(mask, max_short_side, Image.Resampling.NEAREST)
+        mask = _resize_to_short_side(mask, max_short_side, Image.Resampling.BILINEAR if ref.soft else Image.Resampling.NEAREST)
         if void is not None:
             void = _resize_to_short_side(void.astype(np.uint8) * 255, max_short_side, Image.Resampling.NEAREST) > 127
     return Sample(ref, image, mask, void)

@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from ..runtime import tune_allocator
 from .eval import eval_command
+from .labels import refine_labels_command
 from .mask import batch_command, mask_command, replace_command
 from .skies import skies_group
 from .train import train_command
@@ -28,5 +29,6 @@ main.add_command(replace_command)
 main.add_command(batch_command)
 main.add_command(skies_group)
 main.add_command(train_command)
+main.add_command(refine_labels_command)
 main.add_command(eval_command)
 main.add_command(weights_group)

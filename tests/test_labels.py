@@ -1,0 +1,103 @@
+"""Fine targets from coarse labels (clnsod_core.labels, ``clnsod refine-labels``) and the matte's colour
+model, on real photos from ../shared/data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clnsod_core.inference import SkyMasker
+from clnsod_core.labels import SOFT_MARKER, refine_label
+from clnsod_core.matte import MatteOptions, refine_matte, window_max
+from trainer.data import index_data_dir, load_samples
+
+from cli_runner import run_cli
+from conftest import SKYSEG
+
+
+def _read(dataset: str, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+    base = SKYSEG / dataset
+    image = np.asarray(Image.open(base / "images" / f"{sample_id}.jpg").convert("RGB"))
+    label = np.asarray(Image.open(base / "masks" / f"{sample_id}.png").convert("L"))
+    return image, label
+
+
+def _away_from_boundary(label: np.ndarray, r: int = 3) -> np.ndarray:
+    """Pixels more than ``r`` px from the label's sky line (where a coarse polygon may simply be off)."""
+    t = torch.from_numpy((label > 127).astype(np.float32))[None, None]
+    return ((window_max(t, r) + window_max(-t, r)) == 0)[0, 0].numpy()
+
+
+def test_sky_opens_between_bare_branches(skyseg: Path) -> None:
+    """Stanford 1000882: a row of bare winter trees that the polygon label marks as solid foreground."""
+    image, label = _read("stanford", "1000882")
+    refined = refine_label(image, label)
+    opened = (label < 128) & (refined >= 128) & _away_from_boundary(label)
+    assert opened.sum() >= 200
+    assert image[opened].mean() > 150  # what opened is bright sky, not bark
+    assert (refined[label >= 128] >= 128).mean() > 0.97  # the labelled sky stays sky
+
+
+@pytest.mark.parametrize("sample_id", ["insidecity_hous1", "insidecity_art942", "insidecity_urb474", "insidecity_art551"])
+def test_white_walls_stay_foreground(skyseg: Path, sample_id: str) -> None:
+    """City photos where white walls and pale roofs (>= 8 % of the frame) meet a pale sky."""
+    image, label = _read("siftflow", sample_id)
+    refined = refine_label(image, label)
+    white = (image.min(axis=2) > 190) & (label < 128) & _away_from_boundary(label)
+    assert white.mean() > 0.05
+    assert (refined[white] >= 128).mean() < 0.02
+
+
+def test_refinement_keeps_void_and_size(skyseg: Path) -> None:
+    image, label = _read("stanford", "1000882")
+    void = np.zeros(label.shape, bool)
+    void[:20] = True
+    refined = refine_label(image, label, void)
+    assert refined.shape == label.shape and refined.dtype == np.uint8
+    assert np.array_equal(refined[void], label[void])
+    with pytest.raises(ValueError):
+        refine_label(image, label[:-1])
+
+
+def test_refine_labels_command_and_soft_training_data(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "refined"
+    proc = run_cli("refine-labels", tiny_dataset, out)
+    assert proc.returncode == 0, proc.stderr
+    assert "12 written" in proc.stderr
+    assert json.loads((out / SOFT_MARKER).read_text())["tool"] == "clnsod refine-labels"
+    assert (out / "images").resolve() == (tiny_dataset / "images").resolve()
+    masks = sorted((out / "masks").glob("*.png"))
+    assert len(masks) == 12
+    values = np.concatenate([np.asarray(Image.open(m)).ravel() for m in masks])
+    assert ((values > 8) & (values < 247)).any()  # partial coverage kept
+    again = run_cli("refine-labels", tiny_dataset, out)
+    assert again.returncode == 0 and "12 skipped" in again.stderr
+    assert run_cli("refine-labels", tiny_dataset, tiny_dataset).returncode == 2  # never in place
+    samples = load_samples(index_data_dir(out, "train"))
+    assert len(samples) == 12 and all(s.ref.soft for s in samples)
+    assert any(((s.mask > 8) & (s.mask < 247)).any() for s in samples)
+
+
+@pytest.fixture(scope="module")
+def masker() -> SkyMasker:
+    return SkyMasker(device="cpu")
+
+
+def test_matte_opens_sky_between_branches(masker: SkyMasker) -> None:
+    """The same bare trees at inference: the colour model opens sky the network called foreground."""
+    image, _ = _read("stanford", "1000882")
+    photo = np.asarray(Image.fromarray(image).resize((1280, 960), Image.Resampling.BICUBIC))
+    prob = masker.predict_working_size([photo])[0]
+    with_colour = refine_matte(photo, prob)
+    without = refine_matte(photo, prob, MatteOptions(colour_zone=0))
+    crowns = slice(48, 384)
+    gained = (with_colour[crowns] >= 0.5) & (without[crowns] < 0.5)
+    lost = (with_colour[crowns] < 0.5) & (without[crowns] >= 0.5)
+    assert gained.sum() > 5 * max(1, lost.sum())
+    assert gained.mean() > 0.01
+    assert photo[crowns][gained].mean() > 150
