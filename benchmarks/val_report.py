@@ -3,8 +3,9 @@
 Scores raw probabilities at each photo's original size on the fixed ``val`` split, void
 excluded: IoU at 0.5, MAE, max F (beta^2 = 0.3), the two confusion rates (foreground
 called sky, sky called foreground) and the mean absolute error inside a band around the
-sky line. Two upsamplings of the same network output are scored: ``bilinear`` (plain) and
-``matte`` (the edge-aware matte that ``clnsod mask`` writes).
+sky line. Three upsamplings of the same network output are scored: ``bilinear`` (plain),
+``matte`` (the edge-aware matte that ``clnsod mask`` writes) and ``matte-no-colour`` (the same
+without its colour model, to see what that adds).
 
     python benchmarks/val_report.py --weights clnsod_core/weights/clnsod-lite0-320.pt \\
         --weights /path/to/ablation/weights.pt --data ../shared/data/skyseg
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from clnsod_core.inference import predict_working_size, upsample_probability
-from clnsod_core.matte import refine_matte
+from clnsod_core.matte import MatteOptions, refine_matte
 from clnsod_core.metrics import MetricAccumulator
 from clnsod_core.runtime import tune_allocator
 from clnsod_core.weights_io import load_model
@@ -61,6 +62,7 @@ def main() -> None:
             outputs = {
                 "bilinear": upsample_probability(small, gt.shape),
                 "matte": refine_matte(sample.image, small),
+                "matte-no-colour": refine_matte(sample.image, small, MatteOptions(colour_zone=0)),
             }
             for pipeline, prob in outputs.items():
                 key = (sample.ref.dataset, pipeline)
