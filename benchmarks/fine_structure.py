@@ -516,20 +516,27 @@ def main() -> None:
     parser.add_argument("--size", default="1800x1200", help="WxH of each composite (>= 2 MP for the report)")
     parser.add_argument("--save", default=None, help="folder to write composites and true mattes to")
     parser.add_argument("--json", default=None, help="also write the numbers here")
+    parser.add_argument("--no-colour-too", action="store_true",
+                        help="also score each weights file with the matte's colour model turned off")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     import torch
 
     from clnsod_core.inference import predict_working_size
-    from clnsod_core.matte import refine_matte
+    from clnsod_core.matte import MatteOptions, refine_matte
     from clnsod_core.runtime import tune_allocator
     from clnsod_core.weights_io import load_model
 
     tune_allocator()
     torch.set_num_threads(2)
     models = {w: load_model(Path(w)) for w in args.weights}
-    per: dict[str, dict[str, list[dict[str, float]]]] = {w: {} for w in args.weights}
+    variants = {w: [(w, MatteOptions())] for w in args.weights}
+    if args.no_colour_too:
+        for w in args.weights:
+            variants[w].append((f"{w} (no colour model)", MatteOptions(colour_zone=0)))
+    labels = [label for w in args.weights for label, _ in variants[w]]
+    per: dict[str, dict[str, list[dict[str, float]]]] = {label: {} for label in labels}
     save = Path(args.save) if args.save else None
     if save:
         save.mkdir(parents=True, exist_ok=True)
@@ -541,10 +548,11 @@ def main() -> None:
             Image.fromarray((comp.sky_alpha * 255 + 0.5).astype(np.uint8)).save(save / f"{name}_sky.png")
         for weights, model in models.items():
             small = predict_working_size(model, [comp.image], torch.device("cpu"))[0]
-            matte = refine_matte(comp.image, small)
-            per[weights].setdefault(comp.kind, []).append(measures(matte, comp.sky_alpha))
-            if save:
-                Image.fromarray((matte * 255 + 0.5).astype(np.uint8)).save(save / f"{name}_pred_{Path(weights).stem}.png")
+            for label, options in variants[weights]:
+                matte = refine_matte(comp.image, small, options)
+                per[label].setdefault(comp.kind, []).append(measures(matte, comp.sky_alpha))
+                if save and label == weights:
+                    Image.fromarray((matte * 255 + 0.5).astype(np.uint8)).save(save / f"{name}_pred_{Path(weights).stem}.png")
     if not models:
         print(f"wrote {args.count} composites to {save}")
         return
@@ -555,7 +563,7 @@ def main() -> None:
     print("| kind | weights | SAD | MSE | grad | conn | IoU | 8-px band error |")
     print("|---|---|---|---|---|---|---|---|")
     for kind in [*KINDS, "all"]:
-        for w in args.weights:
+        for w in labels:
             m = report[w].get(kind)
             if m:
                 print(f"| {kind} | {Path(w).name} | {m['sad']:.2f} | {m['mse']:.5f} | {m['grad']:.2f} | {m['conn']:.2f} | "

@@ -85,3 +85,19 @@ def test_augmentation_is_reproducible_and_well_formed(skyseg: Path) -> None:
     assert 0.0 <= float(mask.min()) and float(mask.max()) <= 1.0
     other = augment(samples[3], 320, cfg, torch.Generator().manual_seed(8), donor)
     assert not torch.equal(other[0], image)
+
+
+def test_no_sky_folder_split_by_house_and_screened() -> None:
+    """The real interiors: rooms of one house never straddle train/val; screened photos are left out."""
+    from conftest import REPO, SHARED_DATA
+    from trainer.data import index_no_sky, no_sky_group, read_exclusion_list
+
+    root = SHARED_DATA / "interiors"
+    excluded = read_exclusion_list(REPO / "trainer" / "lists" / "interiors_sky_visible.txt")
+    assert "34_bedroom.jpg" in excluded and len(excluded) > 50
+    train, val = index_no_sky(root, "train", excluded), index_no_sky(root, "val", excluded)
+    assert len(train) + len(val) == 1595 - len(excluded)
+    assert 0.15 < len(val) / (len(train) + len(val)) < 0.25
+    assert not {no_sky_group(r.image) for r in train} & {no_sky_group(r.image) for r in val}
+    assert all(r.mask is None and r.image.name not in excluded for r in train + val)
+    assert index_no_sky(root, "val", excluded) == val  # fixed split

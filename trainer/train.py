@@ -248,11 +248,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if not checkpoint_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
         state = load_checkpoint(checkpoint_path)
-        saved = state["train_config"]
+        saved = {"no_sky": [], "exclude": [], **state["train_config"]}  # older checkpoints lack these
         for key in ("data", "no_sky", "exclude", "batch_size", "seed", "model", "epochs"):
             if saved[key] != asdict(cfg)[key]:
                 log.warning("resume: %s differs from the checkpoint (%r vs %r); using the checkpoint's", key, asdict(cfg)[key], saved[key])
-        cfg = TrainConfig(**{"no_sky": [], "exclude": [], **saved, "out": cfg.out, "max_steps": cfg.max_steps, "threads": cfg.threads})
+        cfg = TrainConfig(**{**saved, "out": cfg.out, "max_steps": cfg.max_steps, "threads": cfg.threads})
 
     init_model = load_model(Path(cfg.init_weights)) if state is None and cfg.init_weights else None
     if init_model is not None:

@@ -1,0 +1,64 @@
+"""Hard-sky augmentations (night, haze, all-sky and thin-strip crops) on real skyseg photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.augment import haze_look, night_look, sky_only_box, thin_strip_box
+from trainer.data import index_skyseg, load_sample
+
+
+def _sample(skyseg: Path, sample_id: str):
+    ref = next(r for r in index_skyseg(skyseg, "train") if r.sample_id == sample_id)
+    return load_sample(ref)
+
+
+def _gen(seed: int) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def _tensors(sample) -> tuple[torch.Tensor, torch.Tensor]:
+    image = torch.from_numpy(np.array(sample.image)).permute(2, 0, 1).float() / 255
+    sky = torch.from_numpy(np.array(sample.mask)).float()[None] / 255
+    return image, sky
+
+
+def test_night_look_is_dark_blue_and_deterministic(skyseg: Path) -> None:
+    sample = _sample(skyseg, "coast_arnat59")
+    image, sky = _tensors(sample)
+    night = night_look(image, sky, _gen(3))
+    assert night.shape == image.shape
+    assert torch.equal(night, night_look(image, sky, _gen(3)))
+    assert night.mean() < 0.6 * image.mean()
+    high_sky = sky[0] > 0.5
+    high_sky[image.shape[1] // 5 :] = False  # above any city glow at the horizon
+    assert night[2][high_sky].mean() > night[0][high_sky].mean()  # blue-black sky
+
+
+def test_haze_leaves_the_sky_and_fades_the_land_toward_it(skyseg: Path) -> None:
+    sample = _sample(skyseg, "coast_arnat59")
+    image, sky = _tensors(sample)
+    hazy = haze_look(image, sky, _gen(1))
+    in_sky = sky[0] > 0.999
+    assert torch.allclose(hazy[:, in_sky], image[:, in_sky])
+    sky_colour = image[:, in_sky].mean(dim=1, keepdim=True)
+    land = sky[0] < 0.001
+    before = (image[:, land] - sky_colour).abs().mean()
+    after = (hazy[:, land] - sky_colour).abs().mean()
+    assert after < before
+
+
+def test_crops_for_all_sky_and_thin_strips(skyseg: Path) -> None:
+    refs = [r for r in index_skyseg(skyseg, "train") if r.dataset == "siftflow"][:300]
+    sample = next(s for s in map(load_sample, refs) if (s.mask[: s.mask.shape[0] // 3] > 127).all())
+    top, left, h, w = sky_only_box(sample.mask, _gen(0))
+    assert (sample.mask[top : top + h, left : left + w] > 127).mean() > 0.97
+    top, left, h, w = thin_strip_box(sample.mask, _gen(0))
+    rows = (sample.mask[top : top + h, left : left + w] > 127).mean(axis=1)
+    sky_rows = np.count_nonzero(rows > 0.5)
+    assert 1 <= sky_rows <= 0.15 * h
