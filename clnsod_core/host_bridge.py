@@ -177,7 +177,6 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     from .imageio import probability_to_u8
     from .inference import SkyMasker
     from .layers import lighting_layer, to_u8
-    from .matte import has_sky, refine_matte
     from .replace import ReplaceOptions, SkyReplacer, load_sky
     from .runtime import tune_allocator
 
@@ -188,10 +187,10 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     replacer = SkyReplacer(SkyMasker(opts["weights"], device=opts["device"], max_pixels=max_pixels))
     if sky is None:
         emit(progress=0.2, stage="computing the sky matte")
-        prob = replacer.masker.predict_working_size([photo])[0]
-        if not has_sky(prob):
+        matte, sky_found = replacer.mask(photo, options.matte)
+        if not sky_found:
             return NO_SKY_DONE
-        matte = probability_to_u8(refine_matte(photo, prob, options.matte))
+        matte = probability_to_u8(matte)
         return {"done": True, "sky_found": True, "files": {"matte": _write(job_dir, "matte", matte.tobytes())}}
 
     stages = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65}

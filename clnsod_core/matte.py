@@ -141,9 +141,17 @@ def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: Ma
     The full-resolution stages run in bands of rows, so a 100 MP photo needs the matte itself
     plus a few small temporaries, never full-size float copies of the photo or coefficients.
     """
+    return sky_matte(image, prob, options)[0]
+
+
+def sky_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray,
+              options: MatteOptions = MatteOptions()) -> tuple[np.ndarray, bool]:
+    """(matte, sky found): the one place the "no sky" rule is applied; without sky the matte is
+    all zero and the full-resolution stages are skipped."""
+    options.validate()
     if not has_sky(prob):
-        return np.zeros(image.shape[:2], np.float32)
-    return edge_aware_matte(image, prob, options)
+        return np.zeros(image.shape[:2], np.float32), False
+    return edge_aware_matte(image, prob, options), True
 
 
 def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:

@@ -16,7 +16,7 @@ from .compose import Harmonisation, SkyPlacement, composite, lowest_sky_line, pl
 from .imageio import PhotoError, load_photo, probability_to_u8
 from .inference import SkyMasker
 from .layers import to_u8
-from .matte import MatteOptions, has_sky, refine_matte
+from .matte import MatteOptions, sky_matte
 from .skies import PRESETS, render_preset
 
 PRESET_RENDER_SIDE = 1280  # presets are smooth: render small, let placement scale them up
@@ -86,11 +86,14 @@ class SkyReplacer:
     def __init__(self, masker: SkyMasker) -> None:
         self.masker = masker
 
-    def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
-        """Edge-aware full-resolution sky matte."""
+    def mask(self, photo: np.ndarray, options: MatteOptions = MatteOptions()) -> tuple[np.ndarray, bool]:
+        """Edge-aware full-resolution sky matte, and whether the photo has sky at all."""
         options.validate()
-        prob = self.masker.predict_working_size([photo])[0]
-        return refine_matte(photo, prob, options)
+        return sky_matte(photo, self.masker.predict_working_size([photo])[0], options)
+
+    def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
+        """Edge-aware full-resolution sky matte (all zero without sky)."""
+        return self.mask(photo, options)[0]
 
     def replace(self, photo: np.ndarray, sky: np.ndarray | str, options: ReplaceOptions = ReplaceOptions(),
                 on_stage: Callable[[str], None] | None = None) -> ReplaceResult:
@@ -98,10 +101,9 @@ class SkyReplacer:
         options.validate()
         report = on_stage or (lambda _stage: None)
         report("computing the sky matte")
-        prob = self.masker.predict_working_size([photo])[0]
-        if not has_sky(prob):
+        matte, sky_found = self.mask(photo, options.matte)
+        if not sky_found:
             return ReplaceResult.without_sky(photo)
-        matte = refine_matte(photo, prob, options.matte)
         report("placing the new sky")
         h, w = matte.shape
         bottom = lowest_sky_line(matte)

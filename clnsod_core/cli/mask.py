@@ -12,7 +12,7 @@ import numpy as np
 from ..compose import Harmonisation
 from ..imageio import PhotoError, output_format, save_image, save_mask_png, save_unchanged
 from ..jobs import Decoded, JobRunner, JobSummary, PhotoJob, find_photos, plan_jobs
-from ..matte import MatteOptions, has_sky, refine_matte
+from ..matte import MatteOptions, sky_matte
 from ..replace import ReplaceOptions, ReplaceResult, SkyReplacer, load_sky
 from ..skies import PRESETS
 from .common import ensure_writable_dir, finish, load_masker, model_options, report_error
@@ -68,7 +68,7 @@ def _mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSumma
                  **kw: Any) -> JobRunner[tuple[np.ndarray, bool]]:
     def compute(items: list[Decoded]) -> list[tuple[np.ndarray, bool]]:
         probs = replacer.masker.predict_working_size([item.image for item in items])
-        return [(refine_matte(item.image, prob, options), has_sky(prob)) for item, prob in zip(items, probs, strict=True)]
+        return [sky_matte(item.image, prob, options) for item, prob in zip(items, probs, strict=True)]
 
     def write(item: Decoded, result: tuple[np.ndarray, bool]) -> None:
         matte, sky_found = result
