@@ -221,8 +221,9 @@ def main() -> None:
     interiors = [ref.image for ref in index_no_sky(Path(args.interiors), "val", read_exclusion_list(EXCLUDE))]
     reports = {w: run(w, val, interiors, no_sky_outdoor, Path(args.interiors)) for w in args.weights}
     cases = list(next(iter(reports.values())))
-    print("| case | " + " | ".join(Path(w).name if len(set(Path(x).name for x in args.weights)) == len(args.weights) else w
-                                   for w in args.weights) + " |")
+    names = [Path(w).name for w in args.weights]
+    headers = names if len(set(names)) == len(names) else args.weights  # full paths only when names clash
+    print("| case | " + " | ".join(headers) + " |")
     print("|---|" + "---|" * len(args.weights))
     for case in cases:
         print(f"| {case} | " + " | ".join(_format(reports[w][case]) for w in args.weights) + " |")
