@@ -1,12 +1,15 @@
 """Network latency and memory: CLN-SOD (torch) vs u2netp (onnxruntime), same process, 2 threads.
 
+Several ``--weights`` (e.g. the current release and a candidate) are timed side by side in the
+same alternating rounds, and each is compared with the first and with u2netp.
+
 Latency: both networks are loaded in this process and timed in alternating rounds (so drift
 hits both alike) at their working size, after warm-up; medians are reported with the ratio.
 Peak RSS: each network is loaded and run in a fresh child process (peak RSS only grows, so
 it cannot be attributed inside one process); the child's VmHWM is reported, with the growth
 over the same child after importing its runtime in brackets.
 
-    pip install -e '.[bench]' && python benchmarks/network_latency.py
+    pip install -e '.[bench]' && python benchmarks/network_latency.py [--weights OLD.pt --weights NEW.pt]
 """
 
 from __future__ import annotations
@@ -102,7 +105,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=30, help="timed runs per network (>= 20)")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--weights", default=None, help="CLN-SOD weights (default: embedded)")
+    parser.add_argument("--weights", action="append", default=None,
+                        help="CLN-SOD weights, repeatable: timed side by side (default: the embedded ones)")
     args = parser.parse_args()
     if args.runs < 20:
         parser.error("--runs must be at least 20")
@@ -110,7 +114,13 @@ def main() -> None:
     from clnsod_core.runtime import tune_allocator
 
     tune_allocator()
-    nets = {"CLN-SOD": make_clnsod(args.threads, args.weights), "u2netp (onnxruntime)": make_u2netp(args.threads)}
+    weights = args.weights or [None]
+    clnsod_names = [f"CLN-SOD {Path(w).name if w else 'embedded'}" for w in weights]
+    if len(set(clnsod_names)) < len(clnsod_names):
+        clnsod_names = [f"{name} #{i + 1}" for i, name in enumerate(clnsod_names)]
+    nets = {name: make_clnsod(args.threads, w) for name, w in zip(clnsod_names, weights)}
+    nets["u2netp (onnxruntime)"] = make_u2netp(args.threads)
+    sources = {**dict(zip(clnsod_names, weights)), "u2netp (onnxruntime)": None}
     for run, _ in nets.values():
         for _ in range(args.warmup):
             run()
@@ -122,17 +132,22 @@ def main() -> None:
             times[name].append((time.perf_counter() - start) * 1000)
 
     print(f"threads={args.threads} runs={args.runs} warmup={args.warmup}")
-    print(f"{'network':<22}{'input':>8}{'median ms':>11}{'p10 ms':>9}{'p90 ms':>9}{'peak RSS MiB':>14}")
+    width = max(map(len, nets)) + 2
+    print(f"{'network':<{width}}{'input':>8}{'median ms':>11}{'p10 ms':>9}{'p90 ms':>9}{'peak RSS MiB':>14}")
     medians = {}
     for name, (_, size) in nets.items():
         values = sorted(times[name])
         medians[name] = statistics.median(values)
-        which = "clnsod" if name == "CLN-SOD" else "u2netp"
-        base, peak = peak_rss_mib(which, args.threads, args.weights, 10)
+        which = "u2netp" if name == "u2netp (onnxruntime)" else "clnsod"
+        base, peak = peak_rss_mib(which, args.threads, sources[name], 10)
         p10, p90 = values[len(values) // 10], values[(9 * len(values)) // 10]
-        print(f"{name:<22}{size:>5}x{size:<3}{medians[name]:>10.1f}{p10:>9.1f}{p90:>9.1f}{peak:>9.0f} ({peak - base:+.0f})")
-    ratio = medians["u2netp (onnxruntime)"] / medians["CLN-SOD"]
-    print(f"CLN-SOD is {ratio:.2f}x faster than u2netp (median latency ratio)")
+        print(f"{name:<{width}}{size:>5}x{size:<3}{medians[name]:>10.1f}{p10:>9.1f}{p90:>9.1f}{peak:>9.0f} ({peak - base:+.0f})")
+    for name in clnsod_names:
+        ratio = medians["u2netp (onnxruntime)"] / medians[name]
+        line = f"{name} is {ratio:.2f}x faster than u2netp (median latency ratio)"
+        if name != clnsod_names[0]:
+            line += f"; {medians[name] / medians[clnsod_names[0]]:.2f}x the latency of {clnsod_names[0]}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ Cases (what a user sees: the final matte of ``clnsod mask``, including the "no s
 | no-sky outdoor | skyseg ``val`` photos whose label has no sky | area called sky |
 | all-cloud | crops inside the pure-sky band of skyseg ``val`` photos; the real photo Kite | IoU / sky share |
 | haze | skyseg ``val`` photos with simulated haze over the land below the horizon; DarkestHour | IoU, false sky |
+| reflection | skyseg ``val`` photos with calm water below a waterline mirroring the sky (foreground) | IoU, false sky |
 | thin strip | skyseg ``val`` crops keeping 3-10 % sky above the sky line; aitzgorri | IoU, sky recall |
 | night | skyseg ``val`` photos through a simulated low-light night shot, vs the same photos by day | IoU |
 | window | interiors with blue sky seen through a window (screened out of training) | sky recall there |
+| blown-out window | held-out interiors whose window is burnt out to white | area called sky there |
 
-The haze, strip, all-cloud and night photos are made from held-out ``val`` photos with the same
+The haze, reflection, strip, all-cloud and night photos are made from held-out ``val`` photos with the same
 simulations the trainer uses (``trainer.augment``), each seeded by the photo's index, so every
 weights file sees identical inputs. The three real photos have no pixel labels: each has rows
 that are certainly sky and rows that are certainly foreground (checked by eye), and only those
@@ -38,7 +40,7 @@ from clnsod_core.matte import refine_matte
 from clnsod_core.metrics import NO_SKY_CLEAN_AREA, MetricAccumulator
 from clnsod_core.runtime import tune_allocator
 from clnsod_core.weights_io import load_model
-from trainer.augment import haze_look, night_look, sky_only_box, thin_strip_box
+from trainer.augment import haze_look, night_look, reflection_look, sky_only_box, thin_strip_box
 from trainer.data import Sample, index_data_dir, index_no_sky, load_samples, read_exclusion_list
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,11 @@ WINDOWS = {
     "34_bedroom.jpg": KnownRegions((0.0, 1.0), sky_box=(0.0125, 0.195, 0.275, 0.247)),
     "124_kitchen.jpg": KnownRegions((0.0, 1.0), sky_box=(0.79, 0.395, 0.99, 0.47)),
 }
+# Windows burnt out to white (no sky colour left: not sky), in held-out interiors (boxes checked by eye).
+BLOWN_WINDOWS = {
+    "73_bedroom.jpg": (0.81, 0.58, 0.98, 0.82),
+    "337_bathroom.jpg": (0.75, 0.18, 0.98, 0.45),
+}
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
@@ -89,6 +96,16 @@ def hazy(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, np.nda
     for i, s in enumerate(samples):
         sky = torch.from_numpy(s.mask).float()[None] / 255
         yield _u8(haze_look(_tensor(s.image), sky, _gen(i))), s.mask > 127, s.void
+
+
+def reflected(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    for i, s in enumerate(samples):
+        sky = torch.from_numpy(s.mask).float()[None] / 255
+        void = torch.from_numpy(s.void)[None] if s.void is not None else torch.zeros_like(sky, dtype=torch.bool)
+        image, label, out_void = reflection_look(_tensor(s.image), sky, void, _gen(i))
+        if torch.equal(label, sky):  # no room for a waterline under this photo's sky line
+            continue
+        yield _u8(image), label[0].numpy() > 0.5, out_void[0].numpy()
 
 
 def night(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -173,6 +190,15 @@ def real_photo_scores(scorer: Scorer, photo: Path, regions: KnownRegions) -> dic
     return out
 
 
+def box_sky_share(scorer: Scorer, photo: Path, box: tuple[float, float, float, float]) -> dict[str, float]:
+    """Share of a box (x0, y0, x1, y1 as fractions) that the final matte calls sky."""
+    image = load_photo(photo)
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    called = scorer.matte(image)[1][round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] >= 0.5
+    return {"fg_as_sky": float(called.mean())}
+
+
 def run(weights: str, val: list[Sample], interiors: list[Path], no_sky_outdoor: list[Sample],
         interiors_dir: Path) -> dict[str, dict[str, float]]:
     scorer = Scorer(weights)
@@ -181,6 +207,7 @@ def run(weights: str, val: list[Sample], interiors: list[Path], no_sky_outdoor: 
         "no-sky outdoor": no_sky_scores(scorer, (s.image for s in no_sky_outdoor)),
         "all-cloud (val crops)": labelled_scores(scorer, cropped(val, sky_only_box)),
         "haze (val, simulated)": labelled_scores(scorer, hazy(val)),
+        "sky reflected in calm water (val, simulated)": labelled_scores(scorer, reflected(val)),
         "thin strip (val crops)": labelled_scores(scorer, cropped(val, thin_strip_box)),
         "night (val, simulated)": labelled_scores(scorer, night(val)),
         "day (same val photos)": labelled_scores(scorer, day(val)),
@@ -189,6 +216,8 @@ def run(weights: str, val: list[Sample], interiors: list[Path], no_sky_outdoor: 
         report[f"{case}: {name}"] = real_photo_scores(scorer, SHARED / "photos" / name, regions)
     for name, regions in WINDOWS.items():
         report[f"window: {name}"] = real_photo_scores(scorer, interiors_dir / "images" / name, regions)
+    for name, box in BLOWN_WINDOWS.items():
+        report[f"blown-out window: {name}"] = box_sky_share(scorer, interiors_dir / "images" / name, box)
     return report
 
 

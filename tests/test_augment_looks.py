@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.augment import haze_look, night_look, sky_only_box, thin_strip_box
+from trainer.augment import haze_look, night_look, reflection_look, sky_only_box, thin_strip_box
 from trainer.data import index_skyseg, load_sample
 
 
@@ -53,6 +53,22 @@ def test_haze_leaves_the_sky_and_fades_the_land_toward_it(skyseg: Path) -> None:
     assert after < before
 
 
+def test_reflection_mirrors_the_scene_into_water_labelled_foreground(skyseg: Path) -> None:
+    sample = _sample(skyseg, "coast_arnat59")
+    image, sky = _tensors(sample)
+    void = torch.zeros_like(sky, dtype=torch.bool)
+    out, label, out_void = reflection_look(image, sky, void, _gen(2))
+    assert torch.equal(out, reflection_look(image, sky, void, _gen(2))[0])
+    water_rows = (out != image).any(dim=0).any(dim=1).nonzero()[:, 0]
+    line = int(water_rows.min())
+    assert line >= int((sky[0] > 0.5).any(dim=1).nonzero().max()) - 1  # at or below the sky line
+    assert not (label[:, line:] > 0).any() and not out_void[:, line:].any()
+    assert torch.equal(label[:, :line], sky[:, :line]) and torch.equal(out[:, :line], image[:, :line])
+    # The row just under the waterline mirrors the row just above it (darkened by the reflectance).
+    above, below = image[:, line - 1], out[:, line]
+    assert torch.corrcoef(torch.stack([above.flatten(), below.flatten()]))[0, 1] > 0.8
+
+
 def test_crops_for_all_sky_and_thin_strips(skyseg: Path) -> None:
     refs = [r for r in index_skyseg(skyseg, "train") if r.dataset == "siftflow"][:300]
     sample = next(s for s in map(load_sample, refs) if (s.mask[: s.mask.shape[0] // 3] > 127).all())
@@ -62,3 +78,33 @@ def test_crops_for_all_sky_and_thin_strips(skyseg: Path) -> None:
     rows = (sample.mask[top : top + h, left : left + w] > 127).mean(axis=1)
     sky_rows = np.count_nonzero(rows > 0.5)
     assert 1 <= sky_rows <= 0.15 * h
+
+
+def test_window_in_an_interior_shows_labelled_sky_or_blown_glass(skyseg: Path) -> None:
+    from tests.conftest import SHARED_DATA
+    from trainer.data import index_no_sky
+    from trainer.window_views import paste_window
+
+    room_ref = index_no_sky(SHARED_DATA / "interiors", "train")[0]
+    room = load_sample(room_ref, 320)
+    image = torch.from_numpy(np.array(room.image)).permute(2, 0, 1).float() / 255
+    mask = torch.zeros(1, *image.shape[1:])
+    void = torch.zeros(1, *image.shape[1:], dtype=torch.bool)
+    outdoor = _sample(skyseg, "coast_arnat59")
+    view_image, view_sky = _tensors(outdoor)
+    view = (view_image, view_sky, torch.zeros_like(view_sky, dtype=torch.bool))
+
+    with_view = paste_window(image, mask, void, view, _gen(5))
+    assert all(torch.equal(a, b) for a, b in zip(with_view, paste_window(image, mask, void, view, _gen(5))))
+    new_image, new_mask, new_void = with_view
+    changed = (new_image != image).any(dim=0)
+    sky = new_mask[0] > 0.5
+    assert sky.any() and bool(changed[sky].all())  # sky only inside the window
+    assert not new_void[0][~changed].any()
+    lit = new_image[:, sky & ~new_void[0]]
+    assert (lit.amax(dim=0) <= 0.97).any()  # some of the view keeps its sky colour
+    assert torch.equal(mask, torch.zeros_like(mask))  # inputs untouched
+
+    blown_image, blown_mask, blown_void = paste_window(image, mask, void, None, _gen(5))
+    assert not (blown_mask > 0).any() and not blown_void.any()  # white glass is not sky
+    assert (blown_image != image).any(dim=0).float().mean() > 0.03

@@ -69,3 +69,27 @@ def test_no_context_conflicts_with_context_weights(tiny_dataset: Path, tmp_path:
     result = train("--data", tiny_dataset, "--out", tmp_path / "x", "--no-context", "--max-steps", "1")
     assert result.returncode == 1
     assert "these weights have the context-aware map" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_freeze_norm_keeps_the_start_weights_batchnorm_statistics(landscape_photo: Path) -> None:
+    """One real training step on a real photo: with --freeze-norm the BatchNorm running statistics
+    of the embedded weights stay as they were; without it they move."""
+    import numpy as np
+    from PIL import Image
+
+    from clnsod_core.registry import resolve_weights
+    from trainer.train import set_training_mode
+
+    with Image.open(landscape_photo) as im:
+        photo = np.asarray(im.convert("RGB").resize((320, 320)))
+    batch = torch.from_numpy(photo.copy()).permute(2, 0, 1).float()[None] / 255
+    moved = {}
+    for freeze in (True, False):
+        model = load_model(resolve_weights(None)).float()
+        bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        before = bn.running_mean.clone()
+        set_training_mode(model, freeze)
+        model(batch).logits.mean().backward()
+        assert model.training and bn.training != freeze
+        moved[freeze] = not torch.equal(before, bn.running_mean)
+    assert moved == {True: False, False: True}

@@ -16,6 +16,7 @@ from PIL import Image
 from clnsod_core.preprocess import resize_rgb
 
 from .data import Sample
+from .window_views import paste_window
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,11 @@ class AugmentConfig:
     noise_prob: float = 0.2
     night_prob: float = 0.12  # simulated low-light night shot (see night_look)
     haze_prob: float = 0.12  # atmospheric haze over the land/water next to the horizon
+    reflection_prob: float = 0.06  # calm water below a waterline mirroring the sky (stays foreground)
     sky_crop_prob: float = 0.05  # crop inside the pure-sky band: all-sky (all-cloud) frames
     strip_crop_prob: float = 0.06  # crop that leaves only a thin strip of sky above the land
+    window_prob: float = 0.35  # photos without sky: cut in a window (see window_views.paste_window)
+    blown_window_share: float = 0.25  # of those windows, blown-out white glass instead of a view
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
@@ -133,10 +137,23 @@ def _colour(img: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
     return img.clamp(0, 1)
 
 
+def _view_tensors(view: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    image = torch.from_numpy(view.image).permute(2, 0, 1).float() / 255
+    mask = torch.from_numpy(view.mask).float()[None] / 255
+    void = torch.from_numpy(view.void)[None] if view.void is not None else torch.zeros_like(mask, dtype=torch.bool)
+    return image, mask, void
+
+
 def augment(
-    sample: Sample, size: int, cfg: AugmentConfig, gen: torch.Generator, donor_sky: np.ndarray | None
+    sample: Sample,
+    size: int,
+    cfg: AugmentConfig,
+    gen: torch.Generator,
+    donor_sky: np.ndarray | None,
+    view: Sample | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns image (3,S,S) in [0,1], mask (1,S,S) in [0,1], void (1,S,S) bool."""
+    """Returns image (3,S,S) in [0,1], mask (1,S,S) in [0,1], void (1,S,S) bool. ``view`` is an
+    outdoor photo with sky that a photo without sky may show through a window."""
     top, left, ch, cw = _crop_box(sample.mask, cfg, gen)
     window = (slice(top, top + ch), slice(left, left + cw))
     image = torch.from_numpy(np.array(resize_rgb(np.ascontiguousarray(sample.image[window]), size))).permute(2, 0, 1).float() / 255
@@ -151,10 +168,15 @@ def augment(
         donor = torch.from_numpy(np.array(resize_rgb(np.ascontiguousarray(donor_sky), size))).permute(2, 0, 1).float() / 255
         alpha = F.avg_pool2d(mask[None], 3, stride=1, padding=1, count_include_pad=False)[0]
         image = image * (1 - alpha) + donor * alpha
+    if _chance(gen, cfg.reflection_prob):
+        image, mask, void = reflection_look(image, mask, void, gen)
     if _chance(gen, cfg.haze_prob):
         image = haze_look(image, mask, gen)
     if _chance(gen, cfg.flip_prob):
         image, mask, void = image.flip(-1), mask.flip(-1), void.flip(-1)
+    if sample.ref.mask is None and _chance(gen, cfg.window_prob):
+        blown = view is None or _chance(gen, cfg.blown_window_share)
+        image, mask, void = paste_window(image, mask, void, None if blown else _view_tensors(view), gen)
     if _chance(gen, cfg.night_prob):
         return night_look(image, mask, gen), mask, void
     return _colour(image, cfg, gen), mask, void
@@ -191,6 +213,35 @@ def haze_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> tor
     length = _uniform(gen, 0.04, 0.3)
     t = (strength * torch.exp(-below.clamp(min=0) / length))[None] * (1 - sky)
     return torch.lerp(img, colour.expand_as(img), t)
+
+
+def reflection_look(
+    img: torch.Tensor, sky: torch.Tensor, void: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Calm water: below a waterline at or under the sky line, the scene above is mirrored, with
+    ripples, a reflectance that falls away from the waterline (Fresnel) and the water's own dark
+    colour. The mirrored sky is water, so it is labelled foreground (a lake reflecting the sky must
+    not be replaced with sky)."""
+    horizon = _horizon_rows(sky)
+    h, w = img.shape[1:]
+    if horizon is None or float(sky.mean()) > 0.9:
+        return img, sky, void
+    line = int(horizon.float().median()) + round(h * _uniform(gen, 0.0, 0.2))
+    if line < h // 5 or line > h - h // 8:
+        return img, sky, void
+    rows = torch.arange(line, h)
+    depth = (rows - line).float() / max(1, h - line)  # 0 at the waterline, 1 at the bottom
+    source = (2 * line - 1 - rows).clamp(min=0)
+    shift = (torch.sin(rows.float() * _uniform(gen, 0.1, 0.6) + _uniform(gen, 0, 6.3)) * depth * w * _uniform(gen, 0.0, 0.01)).round().long()
+    cols = (torch.arange(w).view(1, -1) + shift.view(-1, 1)).clamp(0, w - 1)  # (rows, w)
+    mirrored = img[:, source.view(-1, 1), cols]
+    reflectance = (_uniform(gen, 0.55, 0.95) * (1 - _uniform(gen, 0.0, 0.5) * depth)).view(1, -1, 1)
+    water = torch.tensor([_uniform(gen, 0.0, 0.08), _uniform(gen, 0.02, 0.1), _uniform(gen, 0.04, 0.14)]).view(3, 1, 1)
+    img, sky, void = img.clone(), sky.clone(), void.clone()
+    img[:, line:] = mirrored * reflectance + water * (1 - reflectance)
+    sky[:, line:] = 0
+    void[:, line:] = False
+    return img, sky, void
 
 
 def _srgb_to_linear(x: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,7 @@ class TrainConfig:
     device: str = "auto"
     max_steps: int | None = None  # stop early (tests, smoke runs); schedule still spans all epochs
     validate: bool = True
+    freeze_norm: bool = False  # keep BatchNorm statistics of the start weights (fine-tuning on new data)
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
     augment: dict[str, Any] = field(default_factory=dict)
 
@@ -149,6 +150,7 @@ def _make_batch(
     samples: list[Sample],
     indices: list[int],
     donors: list[np.ndarray],
+    views: list[Sample],
     size: int,
     aug: AugmentConfig,
     seeds: tuple[int, int, int, int],
@@ -158,14 +160,26 @@ def _make_batch(
     for slot, index in enumerate(indices):
         gen = _step_generator(seed, epoch, step, rank, slot)
         donor = donors[int(torch.randint(0, len(donors), (), generator=gen))] if donors else None
-        image, mask, void = augment(samples[index], size, aug, gen, donor)
+        view = views[int(torch.randint(0, len(views), (), generator=gen))] if views else None
+        image, mask, void = augment(samples[index], size, aug, gen, donor, view)
         images.append(image)
         masks.append(mask)
         voids.append(void)
     return torch.stack(images), torch.stack(masks), torch.stack(voids)
 
 
-def validate(model: CLNSOD, samples: list[Sample], device: torch.device) -> dict[str, dict[str, float]]:
+def set_training_mode(model: torch.nn.Module, freeze_norm: bool) -> None:
+    """Training mode; with ``freeze_norm`` the BatchNorm layers stay in eval mode, so fine-tuning keeps
+    the running statistics of the weights it starts from instead of re-estimating them from small
+    batches of the new mix (interiors, simulated looks), which shifted the outdoor results."""
+    model.train()
+    if freeze_norm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def validate(model: CLNSOD, samples: list[Sample], device: torch.device, freeze_norm: bool = False) -> dict[str, dict[str, float]]:
     """Per-dataset IoU / MAE / maxF of raw probabilities at each photo's original size."""
     was_training = model.training
     model.eval()
@@ -174,7 +188,8 @@ def validate(model: CLNSOD, samples: list[Sample], device: torch.device) -> dict
         prob = upsample_probability(predict_working_size(model, [sample.image], device)[0], sample.image.shape[:2])
         acc = per_dataset.setdefault(sample.ref.dataset, MetricAccumulator(stretch=False))
         acc.add(prob, sample.mask > 127, sample.void)
-    model.train(was_training)
+    if was_training:
+        set_training_mode(model, freeze_norm)
     return {name: acc.result() for name, acc in sorted(per_dataset.items())}
 
 
@@ -273,9 +288,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     samples = load_samples(train_refs, max_side)
     val_samples = load_samples(_collect_refs(cfg, "val")) if cfg.validate and info.is_main else []
     donors = [band for band in (pure_sky_band(s) for s in samples) if band is not None]
+    views = [s for s in samples if s.ref.mask is not None and 0.1 <= float((s.mask > 127).mean()) <= 0.9]
     if info.is_main:
-        log.info("loaded %d train / %d val samples (%d sky donors) in %.1fs; %d process(es) on %s",
-                 len(samples), len(val_samples), len(donors), time.time() - t0, info.world, device)
+        log.info("loaded %d train / %d val samples (%d sky donors, %d window views) in %.1fs; %d process(es) on %s",
+                 len(samples), len(val_samples), len(donors), len(views), time.time() - t0, info.world, device)
 
     torch.manual_seed(cfg.seed)  # head initialisation
     np.random.seed(cfg.seed)
@@ -334,7 +350,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if progress and info.is_main:
         bar = click.progressbar(length=last_step, label="training", file=sys.stderr, show_pos=True, show_eta=True)
         bar.update(global_step)
-    model.train()
+    set_training_mode(model, cfg.freeze_norm)
     window_loss, window_n, window_t = 0.0, 0, time.time()
     while global_step < last_step:
         epoch, first_pos = divmod(global_step, steps_per_epoch)
@@ -342,7 +358,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         for pos, indices in _batches(order, first_pos, steps_per_epoch, cfg.batch_size, info):
             if global_step >= last_step:
                 break
-            images, masks, voids = _make_batch(samples, indices, donors, size, aug_cfg, (cfg.seed, epoch, global_step, info.rank))
+            images, masks, voids = _make_batch(samples, indices, donors, views, size, aug_cfg, (cfg.seed, epoch, global_step, info.rank))
             images, masks, voids = images.to(device), masks.to(device), voids.to(device)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 output = net(images)
@@ -366,7 +382,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 window_loss, window_n, window_t = 0.0, 0, time.time()
             epoch_done = pos == steps_per_epoch - 1
             if epoch_done and val_samples:
-                metrics = validate(model, val_samples, device)
+                metrics = validate(model, val_samples, device, cfg.freeze_norm)
                 history.append({"epoch": epoch + 1, "step": global_step, "val": metrics})
                 log.info("validation epoch %d: %s", epoch + 1, _format_metrics(metrics))
                 with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:

@@ -29,6 +29,9 @@ import click
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True, help="Steps.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
 @click.option("--no-validate", is_flag=True, help="Skip the per-epoch validation.")
+@click.option("--freeze-norm", is_flag=True,
+              help="Keep the BatchNorm statistics of the weights you start from (recommended when fine-tuning "
+              "on a small or unusual mix, e.g. your own photos or interiors).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch CPU threads per process (0 = default).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -36,7 +39,7 @@ import click
 def train_command(
     data: tuple[Path, ...], no_sky: tuple[Path, ...], exclude: tuple[Path, ...], out: Path, resume: bool,
     epochs: int, batch_size: int, lr: float, init: str,
-    no_context: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, threads: int,
+    no_context: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, freeze_norm: bool, threads: int,
     device: str, seed: int, no_amp: bool,
 ) -> None:
     """Train CLN-SOD. Under torchrun (``torchrun --nproc-per-node N --no-python clnsod train ...``) it runs DDP."""
@@ -59,6 +62,7 @@ def train_command(
         data=[str(d) for d in data], no_sky=[str(d) for d in no_sky], exclude=[str(f) for f in exclude], out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, amp=not no_amp, imagenet_init=imagenet,
         init_weights=init_weights, device=device, max_steps=max_steps, validate=not no_validate,
+        freeze_norm=freeze_norm,
         model={"use_context_prior": False} if no_context else {},
     )
     try:
