@@ -20,7 +20,7 @@ weights file sees identical inputs. The three real photos have no pixel labels: 
 that are certainly sky and rows that are certainly foreground (checked by eye), and only those
 are scored.
 
-    python benchmarks/robustness.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-320.pt
+    python benchmarks/robustness.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-320-v2.pt
 """
 
 from __future__ import annotations

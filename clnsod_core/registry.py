@@ -41,6 +41,18 @@ REGISTRY: dict[str, WeightsEntry] = {
     entry.name: entry
     for entry in (
         WeightsEntry(
+            name="clnsod-lite0-320-v2",
+            filename="clnsod-lite0-320-v2.pt",
+            url=RELEASE_BASE + "clnsod-lite0-320-v2.pt",
+            sha256="c46167f55a47f479657725757161ef2ea5b62d83f8b76e4f7189f0d23711bf33",
+            size=8177225,
+            input_size=320,
+            licence=_NC,
+            description="Default: EfficientNet-Lite0 CLN-SOD, 320x320; v1 fine-tuned for interiors, windows, night, "
+            "calm water and fine edges, blended 0.6/0.4 with v1 (embedded)",
+            embedded=True,
+        ),
+        WeightsEntry(
             name="clnsod-lite0-320",
             filename="clnsod-lite0-320.pt",
             url=RELEASE_BASE + "clnsod-lite0-320.pt",
@@ -48,13 +60,12 @@ REGISTRY: dict[str, WeightsEntry] = {
             size=8176073,
             input_size=320,
             licence=_NC,
-            description="Default: EfficientNet-Lite0 CLN-SOD, 320x320, skyseg train split (embedded)",
-            embedded=True,
+            description="v1 (the default until 2026-11-29): skyseg train split only; calls many bright ceilings sky",
         ),
     )
     # Larger or retrained weights are added here once they are published as release assets.
 }
-DEFAULT_WEIGHTS = "clnsod-lite0-320"
+DEFAULT_WEIGHTS = "clnsod-lite0-320-v2"
 
 
 def cache_dir() -> Path:

@@ -123,3 +123,14 @@ def test_plugin_exchange_reports_no_sky(interior: Path) -> None:
         finally:
             job.cleanup()
     assert host_bridge.NO_SKY_DONE["sky_found"] is False
+
+
+def test_all_cloud_photo_is_all_sky(replacer: SkyReplacer, landscape_photo: Path) -> None:
+    """The storm clouds at the top of a real photo, cropped so nothing but cloud is left (dark
+    grey-blue cloud banks and bright cloud): every pixel is sky, none left patchy."""
+    with Image.open(landscape_photo) as im:
+        photo = np.asarray(im.convert("RGB"))
+    clouds = np.ascontiguousarray(photo[: int(0.35 * photo.shape[0])])
+    matte, found = replacer.mask(clouds)
+    assert found
+    assert (matte >= 0.5).mean() > 0.995

@@ -31,7 +31,7 @@ class AugmentConfig:
     noise_prob: float = 0.2
     night_prob: float = 0.12  # simulated low-light night shot (see night_look)
     haze_prob: float = 0.12  # atmospheric haze over the land/water next to the horizon
-    reflection_prob: float = 0.06  # calm water below a waterline mirroring the sky (stays foreground)
+    reflection_prob: float = 0.1  # calm water below a waterline mirroring the sky (stays foreground)
     sky_crop_prob: float = 0.05  # crop inside the pure-sky band: all-sky (all-cloud) frames
     strip_crop_prob: float = 0.06  # crop that leaves only a thin strip of sky above the land
     window_prob: float = 0.35  # photos without sky: cut in a window (see window_views.paste_window)

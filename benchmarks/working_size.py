@@ -1,0 +1,130 @@
+"""How the network should look at a photo that is not square: measured, not assumed.
+
+The network's context map has a fixed number of positions (20 x 20 at 320 x 320), so its input
+is one 320 x 320 square. Three ways to feed it a 4:3 or 3:2 photo, each scored by the final matte
+(what ``clnsod mask`` writes) against the truth:
+
+- ``squash``: the whole photo resized to 320 x 320, aspect not kept (what the tool does today);
+- ``letterbox``: the long side resized to 320, the short side padded by repeating the edge rows,
+  the padding cropped away from the answer (aspect kept, fewer pixels of the photo seen);
+- ``two tiles``: the short side resized to 320, two overlapping 320 squares at both ends of the long
+  side, their answers blended across the overlap (aspect kept, more pixels, twice the network cost).
+
+Photos: the skyseg ``val`` photos that are not square (camvid 4:3, stanford ~4:3) and composites
+of the fine-structure benchmark (3:2, exact alpha). Same photos and weights for every way.
+
+    python benchmarks/working_size.py [--weights W.pt] [--composites 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from clnsod_core.inference import embedded_weights_path  # noqa: E402
+from clnsod_core.matte import refine_matte  # noqa: E402
+from clnsod_core.metrics import MetricAccumulator  # noqa: E402
+from clnsod_core.model import CLNSOD  # noqa: E402
+from clnsod_core.preprocess import to_tensor  # noqa: E402
+from clnsod_core.runtime import tune_allocator  # noqa: E402
+from clnsod_core.weights_io import load_model  # noqa: E402
+from fine_structure import make_composite, measures  # noqa: E402
+from trainer.data import index_data_dir, load_samples  # noqa: E402
+from val_report import boundary_band  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@torch.inference_mode()
+def _network(model: CLNSOD, squares: list[np.ndarray]) -> torch.Tensor:
+    return torch.sigmoid(model(to_tensor(squares)).logits.float())[:, 0]
+
+
+def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def squash(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
+    s = model.config.input_size
+    return _network(model, [_resize(image, s, s)])[0]
+
+
+def letterbox(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
+    s = model.config.input_size
+    h, w = image.shape[:2]
+    nw, nh = (s, max(1, round(h * s / w))) if w >= h else (max(1, round(w * s / h)), s)
+    small = _resize(image, nw, nh)
+    top, left = (s - nh) // 2, (s - nw) // 2
+    padded = np.pad(small, ((top, s - nh - top), (left, s - nw - left), (0, 0)), mode="edge")
+    return _network(model, [padded])[0, top : top + nh, left : left + nw]
+
+
+def two_tiles(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
+    s = model.config.input_size
+    h, w = image.shape[:2]
+    transpose = h > w
+    if transpose:
+        image = image.transpose(1, 0, 2)
+        h, w = w, h
+    nw = max(s, round(w * s / h))
+    small = _resize(image, nw, s)
+    left, right = small[:, :s], small[:, nw - s :]
+    probs = _network(model, [np.ascontiguousarray(left), np.ascontiguousarray(right)])
+    total, weight = torch.zeros(s, nw), torch.zeros(1, nw)
+    ramp = torch.ones(s)
+    overlap = 2 * s - nw
+    if overlap > 0:
+        ramp[s - overlap :] = torch.linspace(1, 0, overlap + 2)[1:-1]
+    total[:, :s] += probs[0] * ramp
+    weight[:, :s] += ramp
+    total[:, nw - s :] += probs[1] * ramp.flip(0)
+    weight[:, nw - s :] += ramp.flip(0)
+    out = total / weight
+    return out.T.contiguous() if transpose else out
+
+
+WAYS: dict[str, Callable[[CLNSOD, np.ndarray], torch.Tensor]] = {
+    "squash": squash, "letterbox": letterbox, "two tiles": two_tiles,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=str(embedded_weights_path()))
+    parser.add_argument("--composites", type=int, default=48, help="fine-structure composites to score")
+    parser.add_argument("--limit", type=int, default=1, help="use every k-th non-square val photo")
+    args = parser.parse_args()
+    tune_allocator()
+    torch.set_num_threads(2)
+    model = load_model(Path(args.weights))
+    val = [s for s in load_samples(index_data_dir(SHARED / "skyseg", "val")) if s.image.shape[0] != s.image.shape[1]][:: args.limit]
+    print(f"weights {args.weights}; {len(val)} non-square val photos, {args.composites} composites at 1800x1200\n")
+    print("| way | network runs | val IoU | val band MAE | composites IoU | composites MSE | composites 8-px band error |")
+    print("|---|---|---|---|---|---|---|")
+    composites = [make_composite(i) for i in range(args.composites)]
+    for name, way in WAYS.items():
+        acc, band_err = MetricAccumulator(stretch=False), []
+        for s in val:
+            matte, gt = refine_matte(s.image, way(model, s.image)), s.mask > 127
+            acc.add(matte, gt, s.void)
+            band = boundary_band(gt, 8) & (~s.void if s.void is not None else True)
+            if band.any():
+                band_err.append(float(np.abs(matte[band] - gt[band]).mean()))
+        rows = [measures(refine_matte(c.image, way(model, c.image)), c.sky_alpha) for c in composites]
+        inter, union = sum(r["inter"] for r in rows), sum(r["union"] for r in rows)
+        result = acc.result()
+        print(f"| {name} | {2 if name == 'two tiles' else 1} | {result['iou']:.4f} | {np.mean(band_err):.4f} | "
+              f"{inter / union:.4f} | {np.mean([r['mse'] for r in rows]):.5f} | {np.mean([r['band_err'] for r in rows]):.4f} |")
+
+
+if __name__ == "__main__":
+    main()
