@@ -40,7 +40,7 @@ from clnsod_core.matte import refine_matte
 from clnsod_core.metrics import NO_SKY_CLEAN_AREA, MetricAccumulator
 from clnsod_core.runtime import tune_allocator
 from clnsod_core.weights_io import load_model
-from trainer.augment import haze_look, night_look, reflection_look, sky_only_box, thin_strip_box
+from trainer.augment import haze_look, night_look, reflection_look, sample_tensors, sky_only_box, thin_strip_box
 from trainer.data import Sample, index_data_dir, index_no_sky, load_samples, read_exclusion_list
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,10 +78,6 @@ BLOWN_WINDOWS = {
 }
 
 
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
-
-
 def _u8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -94,15 +90,14 @@ def _gen(index: int) -> torch.Generator:
 
 def hazy(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     for i, s in enumerate(samples):
-        sky = torch.from_numpy(s.mask).float()[None] / 255
-        yield _u8(haze_look(_tensor(s.image), sky, _gen(i))), s.mask > 127, s.void
+        image, sky, _ = sample_tensors(s)
+        yield _u8(haze_look(image, sky, _gen(i))), s.mask > 127, s.void
 
 
 def reflected(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     for i, s in enumerate(samples):
-        sky = torch.from_numpy(s.mask).float()[None] / 255
-        void = torch.from_numpy(s.void)[None] if s.void is not None else torch.zeros_like(sky, dtype=torch.bool)
-        image, label, out_void = reflection_look(_tensor(s.image), sky, void, _gen(i))
+        image, sky, void = sample_tensors(s)
+        image, label, out_void = reflection_look(image, sky, void, _gen(i))
         if torch.equal(label, sky):  # no room for a waterline under this photo's sky line
             continue
         yield _u8(image), label[0].numpy() > 0.5, out_void[0].numpy()
@@ -110,8 +105,8 @@ def reflected(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, n
 
 def night(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     for i, s in enumerate(samples):
-        sky = torch.from_numpy(s.mask).float()[None] / 255
-        yield _u8(night_look(_tensor(s.image), sky, _gen(i))), s.mask > 127, s.void
+        image, sky, _ = sample_tensors(s)
+        yield _u8(night_look(image, sky, _gen(i))), s.mask > 127, s.void
 
 
 def day(samples: list[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -169,6 +164,12 @@ def labelled_scores(scorer: Scorer, items: Iterator[tuple[np.ndarray, np.ndarray
     return {"photos": out["images"], "iou": out["iou"], "fg_as_sky": out["fg_as_sky"], "sky_as_fg": out["sky_as_fg"]}
 
 
+def _box(box: tuple[float, float, float, float], h: int, w: int) -> tuple[slice, slice]:
+    """Rows and columns of a box given as (x0, y0, x1, y1) fractions of the photo."""
+    x0, y0, x1, y1 = box
+    return slice(round(y0 * h), round(y1 * h)), slice(round(x0 * w), round(x1 * w))
+
+
 def real_photo_scores(scorer: Scorer, photo: Path, regions: KnownRegions) -> dict[str, float]:
     image = load_photo(photo)
     h, w = image.shape[:2]
@@ -176,13 +177,11 @@ def real_photo_scores(scorer: Scorer, photo: Path, regions: KnownRegions) -> dic
     known_sky = np.zeros((h, w), bool)
     known_sky[round(regions.sky_rows[0] * h) : round(regions.sky_rows[1] * h)] = True
     if regions.sky_box is not None:
-        x0, y0, x1, y1 = regions.sky_box
         inside = np.zeros((h, w), bool)
-        inside[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = True
+        inside[_box(regions.sky_box, h, w)] = True
         known_sky &= inside
     if regions.not_sky_box is not None:
-        x0, y0, x1, y1 = regions.not_sky_box
-        known_sky[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = False
+        known_sky[_box(regions.not_sky_box, h, w)] = False
     out = {"sky_recall": float(sky_called[known_sky].mean())}
     if regions.fg_rows is not None:
         fg = sky_called[round(regions.fg_rows[0] * h) : round(regions.fg_rows[1] * h)]
@@ -193,9 +192,7 @@ def real_photo_scores(scorer: Scorer, photo: Path, regions: KnownRegions) -> dic
 def box_sky_share(scorer: Scorer, photo: Path, box: tuple[float, float, float, float]) -> dict[str, float]:
     """Share of a box (x0, y0, x1, y1 as fractions) that the final matte calls sky."""
     image = load_photo(photo)
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = box
-    called = scorer.matte(image)[1][round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] >= 0.5
+    called = scorer.matte(image)[1][_box(box, *image.shape[:2])] >= 0.5
     return {"fg_as_sky": float(called.mean())}
 
 

@@ -31,11 +31,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from clnsod_core.inference import embedded_weights_path  # noqa: E402
+from clnsod_core.inference import embedded_weights_path, predict_working_size  # noqa: E402
 from clnsod_core.matte import refine_matte  # noqa: E402
 from clnsod_core.metrics import MetricAccumulator  # noqa: E402
 from clnsod_core.model import CLNSOD  # noqa: E402
-from clnsod_core.preprocess import to_tensor  # noqa: E402
 from clnsod_core.runtime import tune_allocator  # noqa: E402
 from clnsod_core.weights_io import load_model  # noqa: E402
 from fine_structure import make_composite, measures  # noqa: E402
@@ -43,11 +42,7 @@ from trainer.data import index_data_dir, load_samples  # noqa: E402
 from val_report import boundary_band  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-
-
-@torch.inference_mode()
-def _network(model: CLNSOD, squares: list[np.ndarray]) -> torch.Tensor:
-    return torch.sigmoid(model(to_tensor(squares)).logits.float())[:, 0]
+CPU = torch.device("cpu")
 
 
 def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -55,8 +50,7 @@ def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def squash(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
-    s = model.config.input_size
-    return _network(model, [_resize(image, s, s)])[0]
+    return predict_working_size(model, [image], CPU)[0]  # the tool's own path
 
 
 def letterbox(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
@@ -66,7 +60,7 @@ def letterbox(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
     small = _resize(image, nw, nh)
     top, left = (s - nh) // 2, (s - nw) // 2
     padded = np.pad(small, ((top, s - nh - top), (left, s - nw - left), (0, 0)), mode="edge")
-    return _network(model, [padded])[0, top : top + nh, left : left + nw]
+    return predict_working_size(model, [padded], CPU)[0, top : top + nh, left : left + nw]
 
 
 def tiles(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
@@ -80,7 +74,7 @@ def tiles(model: CLNSOD, image: np.ndarray) -> torch.Tensor:
     small = _resize(image, nw, s)
     count = max(2, -(-nw // s)) if nw > s else 1  # enough squares to cover the long side, overlapping
     lefts = np.linspace(0, nw - s, count).round().astype(int)
-    probs = _network(model, [np.ascontiguousarray(small[:, x : x + s]) for x in lefts])
+    probs = predict_working_size(model, [np.ascontiguousarray(small[:, x : x + s]) for x in lefts], CPU)
     tent = 1.0 + torch.minimum(torch.arange(s), torch.arange(s).flip(0)).float()  # trust a square's middle most
     total, weight = torch.zeros(s, nw), torch.zeros(1, nw)
     for prob, x in zip(probs, lefts):

@@ -78,11 +78,15 @@ def test_freeze_norm_keeps_the_start_weights_batchnorm_statistics(landscape_phot
     from PIL import Image
 
     from clnsod_core.registry import resolve_weights
-    from trainer.train import set_training_mode
+    from trainer.data import Sample, SampleRef
+    from trainer.train import set_training_mode, validate
 
     with Image.open(landscape_photo) as im:
         photo = np.asarray(im.convert("RGB").resize((320, 320)))
     batch = torch.from_numpy(photo.copy()).permute(2, 0, 1).float()[None] / 255
+    sky = np.zeros(photo.shape[:2], np.uint8)
+    sky[: int(0.4 * 320)] = 255  # the fixture's top 40 % is sky
+    photo_sample = Sample(SampleRef("storm", "storm", landscape_photo, None, None), photo, sky, None)
     moved = {}
     for freeze in (True, False):
         model = load_model(resolve_weights(None)).float()
@@ -92,4 +96,7 @@ def test_freeze_norm_keeps_the_start_weights_batchnorm_statistics(landscape_phot
         model(batch).logits.mean().backward()
         assert model.training and bn.training != freeze
         moved[freeze] = not torch.equal(before, bn.running_mean)
+        modes = [m.training for m in model.modules()]
+        validate(model, [photo_sample], torch.device("cpu"))
+        assert [m.training for m in model.modules()] == modes  # validation leaves frozen layers frozen
     assert moved == {True: False, False: True}

@@ -16,6 +16,7 @@ from PIL import Image
 from clnsod_core.preprocess import resize_rgb
 
 from .data import Sample
+from .draws import chance, uniform
 from .window_views import paste_window
 
 
@@ -38,14 +39,6 @@ class AugmentConfig:
     blown_window_share: float = 0.25  # of those windows, blown-out white glass instead of a view
 
 
-def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand((), generator=gen))
-
-
-def _chance(gen: torch.Generator, p: float) -> bool:
-    return float(torch.rand((), generator=gen)) < p
-
-
 def _sky_rows(mask: np.ndarray) -> np.ndarray:
     """Share of sky in each row of a uint8 mask."""
     return (mask > 127).mean(axis=1)
@@ -63,8 +56,8 @@ def sky_only_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, int,
     rows = _pure_sky_rows(mask)
     if rows < 32:
         return None
-    ch = max(16, round(rows * _uniform(gen, 0.5, 1.0)))
-    cw = min(w, max(16, round(ch * _uniform(gen, 1.0, 1.6))))
+    ch = max(16, round(rows * uniform(gen, 0.5, 1.0)))
+    cw = min(w, max(16, round(ch * uniform(gen, 1.0, 1.6))))
     top = int(torch.randint(0, rows - ch + 1, (), generator=gen))
     left = int(torch.randint(0, w - cw + 1, (), generator=gen))
     return top, left, ch, cw
@@ -77,26 +70,26 @@ def thin_strip_box(mask: np.ndarray, gen: torch.Generator) -> tuple[int, int, in
     if below.size == 0 or below[0] < 4:
         return None
     line = int(below[0])
-    ch = min(h, max(32, round(h * _uniform(gen, 0.5, 1.0))))
-    top = max(0, line - max(2, round(ch * _uniform(gen, 0.03, 0.10))))
+    ch = min(h, max(32, round(h * uniform(gen, 0.5, 1.0))))
+    top = max(0, line - max(2, round(ch * uniform(gen, 0.03, 0.10))))
     ch = min(ch, h - top)
     return top, 0, ch, w
 
 
 def _crop_box(mask: np.ndarray, cfg: AugmentConfig, gen: torch.Generator) -> tuple[int, int, int, int]:
     h, w = mask.shape
-    if _chance(gen, cfg.sky_crop_prob):
+    if chance(gen, cfg.sky_crop_prob):
         box = sky_only_box(mask, gen)
         if box is not None:
             return box
-    if _chance(gen, cfg.strip_crop_prob):
+    if chance(gen, cfg.strip_crop_prob):
         box = thin_strip_box(mask, gen)
         if box is not None:
             return box
-    if _chance(gen, cfg.full_frame_prob):
+    if chance(gen, cfg.full_frame_prob):
         return 0, 0, h, w
-    area = _uniform(gen, cfg.min_area, 1.0)
-    aspect = float(np.exp(_uniform(gen, -np.log(cfg.max_aspect_jitter), np.log(cfg.max_aspect_jitter))))
+    area = uniform(gen, cfg.min_area, 1.0)
+    aspect = float(np.exp(uniform(gen, -np.log(cfg.max_aspect_jitter), np.log(cfg.max_aspect_jitter))))
     ch = min(h, max(8, round(h * np.sqrt(area / aspect))))
     cw = min(w, max(8, round(w * np.sqrt(area * aspect))))
     top = int(torch.randint(0, h - ch + 1, (), generator=gen))
@@ -118,30 +111,31 @@ def pure_sky_band(sample: Sample) -> np.ndarray | None:
 
 def _colour(img: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     gray = img.mean(dim=0, keepdim=True)
-    img = gray + (img - gray) * _uniform(gen, 0.6, 1.4)  # saturation
+    img = gray + (img - gray) * uniform(gen, 0.6, 1.4)  # saturation
     mean = img.mean()
-    img = mean + (img - mean) * _uniform(gen, 0.7, 1.3)  # contrast
-    img = img * _uniform(gen, 0.65, 1.35)  # brightness
-    gains = torch.tensor([_uniform(gen, 0.9, 1.1) for _ in range(3)]).view(3, 1, 1)
+    img = mean + (img - mean) * uniform(gen, 0.7, 1.3)  # contrast
+    img = img * uniform(gen, 0.65, 1.35)  # brightness
+    gains = torch.tensor([uniform(gen, 0.9, 1.1) for _ in range(3)]).view(3, 1, 1)
     img = img * gains
-    if _chance(gen, cfg.dusk_prob):  # warm, dim light
+    if chance(gen, cfg.dusk_prob):  # warm, dim light
         tint = torch.tensor([1.05, 0.82, 0.62]).view(3, 1, 1)
-        img = img * tint * _uniform(gen, 0.45, 0.85)
-    elif _chance(gen, cfg.overcast_prob):  # flat grey light
+        img = img * tint * uniform(gen, 0.45, 0.85)
+    elif chance(gen, cfg.overcast_prob):  # flat grey light
         gray = img.mean(dim=0, keepdim=True)
-        img = torch.lerp(img, gray, _uniform(gen, 0.5, 0.9))
-        img = 0.5 * _uniform(gen, 0.8, 1.2) + (img - 0.5) * _uniform(gen, 0.5, 0.8)
-    img = img.clamp(0, 1).pow(_uniform(gen, 0.75, 1.35))
-    if _chance(gen, cfg.noise_prob):
-        img = img + torch.randn(img.shape, generator=gen) * _uniform(gen, 0.005, 0.03)
+        img = torch.lerp(img, gray, uniform(gen, 0.5, 0.9))
+        img = 0.5 * uniform(gen, 0.8, 1.2) + (img - 0.5) * uniform(gen, 0.5, 0.8)
+    img = img.clamp(0, 1).pow(uniform(gen, 0.75, 1.35))
+    if chance(gen, cfg.noise_prob):
+        img = img + torch.randn(img.shape, generator=gen) * uniform(gen, 0.005, 0.03)
     return img.clamp(0, 1)
 
 
-def _view_tensors(view: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    image = torch.from_numpy(view.image).permute(2, 0, 1).float() / 255
-    mask = torch.from_numpy(view.mask).float()[None] / 255
-    void = torch.from_numpy(view.void)[None] if view.void is not None else torch.zeros_like(mask, dtype=torch.bool)
-    return image, mask, void
+def sample_tensors(sample: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A whole sample as the looks take it: image (3,H,W) in [0,1], sky (1,H,W) in [0,1], void (1,H,W) bool."""
+    image = torch.from_numpy(sample.image).permute(2, 0, 1).float() / 255
+    sky = torch.from_numpy(sample.mask).float()[None] / 255
+    void = torch.from_numpy(sample.void)[None] if sample.void is not None else torch.zeros_like(sky, dtype=torch.bool)
+    return image, sky, void
 
 
 def augment(
@@ -164,20 +158,20 @@ def augment(
         void = torch.from_numpy(np.array(_resize_gray(void_u8, size, Image.Resampling.NEAREST)) > 127)[None]
     else:
         void = torch.zeros(1, size, size, dtype=torch.bool)
-    if donor_sky is not None and _chance(gen, cfg.sky_swap_prob):
+    if donor_sky is not None and chance(gen, cfg.sky_swap_prob):
         donor = torch.from_numpy(np.array(resize_rgb(np.ascontiguousarray(donor_sky), size))).permute(2, 0, 1).float() / 255
         alpha = F.avg_pool2d(mask[None], 3, stride=1, padding=1, count_include_pad=False)[0]
         image = image * (1 - alpha) + donor * alpha
-    if _chance(gen, cfg.reflection_prob):
+    if chance(gen, cfg.reflection_prob):
         image, mask, void = reflection_look(image, mask, void, gen)
-    if _chance(gen, cfg.haze_prob):
+    if chance(gen, cfg.haze_prob):
         image = haze_look(image, mask, gen)
-    if _chance(gen, cfg.flip_prob):
+    if chance(gen, cfg.flip_prob):
         image, mask, void = image.flip(-1), mask.flip(-1), void.flip(-1)
-    if sample.ref.mask is None and _chance(gen, cfg.window_prob):
-        blown = view is None or _chance(gen, cfg.blown_window_share)
-        image, mask, void = paste_window(image, mask, void, None if blown else _view_tensors(view), gen)
-    if _chance(gen, cfg.night_prob):
+    if sample.ref.mask is None and chance(gen, cfg.window_prob):
+        blown = view is None or chance(gen, cfg.blown_window_share)
+        image, mask, void = paste_window(image, mask, void, None if blown else sample_tensors(view), gen)
+    if chance(gen, cfg.night_prob):
         return night_look(image, mask, gen), mask, void
     return _colour(image, cfg, gen), mask, void
 
@@ -209,8 +203,8 @@ def haze_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> tor
     if int(near_sky.sum()) < 16:
         return img
     colour = img[:, near_sky].mean(dim=1).view(3, 1, 1)
-    strength = _uniform(gen, 0.3, 0.7)
-    length = _uniform(gen, 0.04, 0.3)
+    strength = uniform(gen, 0.3, 0.7)
+    length = uniform(gen, 0.04, 0.3)
     t = (strength * torch.exp(-below.clamp(min=0) / length))[None] * (1 - sky)
     return torch.lerp(img, colour.expand_as(img), t)
 
@@ -226,17 +220,17 @@ def reflection_look(
     h, w = img.shape[1:]
     if horizon is None or float(sky.mean()) > 0.9:
         return img, sky, void
-    line = int(horizon.float().median()) + round(h * _uniform(gen, 0.0, 0.2))
+    line = int(horizon.float().median()) + round(h * uniform(gen, 0.0, 0.2))
     if line < h // 5 or line > h - h // 8:
         return img, sky, void
     rows = torch.arange(line, h)
     depth = (rows - line).float() / max(1, h - line)  # 0 at the waterline, 1 at the bottom
     source = (2 * line - 1 - rows).clamp(min=0)
-    shift = (torch.sin(rows.float() * _uniform(gen, 0.1, 0.6) + _uniform(gen, 0, 6.3)) * depth * w * _uniform(gen, 0.0, 0.01)).round().long()
+    shift = (torch.sin(rows.float() * uniform(gen, 0.1, 0.6) + uniform(gen, 0, 6.3)) * depth * w * uniform(gen, 0.0, 0.01)).round().long()
     cols = (torch.arange(w).view(1, -1) + shift.view(-1, 1)).clamp(0, w - 1)  # (rows, w)
     mirrored = img[:, source.view(-1, 1), cols]
-    reflectance = (_uniform(gen, 0.55, 0.95) * (1 - _uniform(gen, 0.0, 0.5) * depth)).view(1, -1, 1)
-    water = torch.tensor([_uniform(gen, 0.0, 0.08), _uniform(gen, 0.02, 0.1), _uniform(gen, 0.04, 0.14)]).view(3, 1, 1)
+    reflectance = (uniform(gen, 0.55, 0.95) * (1 - uniform(gen, 0.0, 0.5) * depth)).view(1, -1, 1)
+    water = torch.tensor([uniform(gen, 0.0, 0.08), uniform(gen, 0.02, 0.1), uniform(gen, 0.04, 0.14)]).view(3, 1, 1)
     img, sky, void = img.clone(), sky.clone(), void.clone()
     img[:, line:] = mirrored * reflectance + water * (1 - reflectance)
     sky[:, line:] = 0
@@ -261,32 +255,32 @@ def night_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> to
     h, w = img.shape[1:]
     lin = _srgb_to_linear(img)
     luma = (0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2])[None]
-    sky_tint = torch.tensor([_uniform(gen, 0.25, 0.5), _uniform(gen, 0.4, 0.65), 1.0]).view(3, 1, 1)
-    night_sky = luma * sky_tint * _uniform(gen, 0.004, 0.04)
+    sky_tint = torch.tensor([uniform(gen, 0.25, 0.5), uniform(gen, 0.4, 0.65), 1.0]).view(3, 1, 1)
+    night_sky = luma * sky_tint * uniform(gen, 0.004, 0.04)
     horizon = _horizon_rows(sky)
-    if horizon is not None and _chance(gen, 0.6):  # city glow / last twilight above the horizon
+    if horizon is not None and chance(gen, 0.6):  # city glow / last twilight above the horizon
         rows = torch.arange(h, dtype=torch.float32).view(h, 1)
         above = ((horizon.view(1, w).float() - rows) / h).clamp(min=0)
-        glow = torch.exp(-above / _uniform(gen, 0.05, 0.35))[None]
-        glow_colour = torch.tensor([1.0, _uniform(gen, 0.45, 0.75), _uniform(gen, 0.2, 0.5)]).view(3, 1, 1)
-        night_sky = night_sky + glow * glow_colour * _uniform(gen, 0.003, 0.03)
-    stars = (torch.rand((1, h, w), generator=gen) < _uniform(gen, 0.0, 0.002)).float()
+        glow = torch.exp(-above / uniform(gen, 0.05, 0.35))[None]
+        glow_colour = torch.tensor([1.0, uniform(gen, 0.45, 0.75), uniform(gen, 0.2, 0.5)]).view(3, 1, 1)
+        night_sky = night_sky + glow * glow_colour * uniform(gen, 0.003, 0.03)
+    stars = (torch.rand((1, h, w), generator=gen) < uniform(gen, 0.0, 0.002)).float()
     night_sky = night_sky + stars * torch.rand((1, h, w), generator=gen) * 0.08
-    land_light = torch.tensor([1.0, _uniform(gen, 0.7, 0.95), _uniform(gen, 0.45, 0.9)]).view(3, 1, 1)
-    night_land = lin * land_light * _uniform(gen, 0.004, 0.05)
+    land_light = torch.tensor([1.0, uniform(gen, 0.7, 0.95), uniform(gen, 0.45, 0.9)]).view(3, 1, 1)
+    night_land = lin * land_light * uniform(gen, 0.004, 0.05)
     lamps = torch.zeros(1, h, w)
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     for _ in range(int(torch.randint(0, 7, (), generator=gen))):
-        cy, cx = _uniform(gen, 0, h), _uniform(gen, 0, w)
-        radius = max(h, w) * _uniform(gen, 0.003, 0.015)
-        lamps += torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))[None] * _uniform(gen, 0.02, 0.4)
+        cy, cx = uniform(gen, 0, h), uniform(gen, 0, w)
+        radius = max(h, w) * uniform(gen, 0.003, 0.015)
+        lamps += torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))[None] * uniform(gen, 0.02, 0.4)
     lamp_colour = torch.tensor([1.0, 0.75, 0.4]).view(3, 1, 1)
     night_land = night_land + lamps * lamp_colour * (1 - sky)
     scene = night_sky * sky + night_land * (1 - sky)
-    target = _uniform(gen, 0.008, 0.05)  # mean linear level the camera exposes for
+    target = uniform(gen, 0.008, 0.05)  # mean linear level the camera exposes for
     gain = target / float(scene.mean().clamp(min=1e-5))
     gain = min(gain, 60.0)
-    shot, read = _uniform(gen, 0.0005, 0.004), _uniform(gen, 0.001, 0.006)
+    shot, read = uniform(gen, 0.0005, 0.004), uniform(gen, 0.001, 0.006)
     noisy = scene * gain
     noisy = noisy + torch.randn(noisy.shape, generator=gen) * (noisy.clamp(min=0) * shot + read**2).sqrt()
     return _linear_to_srgb(noisy)

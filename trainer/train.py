@@ -179,17 +179,18 @@ def set_training_mode(model: torch.nn.Module, freeze_norm: bool) -> None:
                 module.eval()
 
 
-def validate(model: CLNSOD, samples: list[Sample], device: torch.device, freeze_norm: bool = False) -> dict[str, dict[str, float]]:
-    """Per-dataset IoU / MAE / maxF of raw probabilities at each photo's original size."""
-    was_training = model.training
+def validate(model: CLNSOD, samples: list[Sample], device: torch.device) -> dict[str, dict[str, float]]:
+    """Per-dataset IoU / MAE / maxF of raw probabilities at each photo's original size; afterwards every
+    layer is back in the mode it was in (frozen BatchNorm layers stay frozen)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     per_dataset: dict[str, MetricAccumulator] = {}
     for sample in samples:
         prob = upsample_probability(predict_working_size(model, [sample.image], device)[0], sample.image.shape[:2])
         acc = per_dataset.setdefault(sample.ref.dataset, MetricAccumulator(stretch=False))
         acc.add(prob, sample.mask > 127, sample.void)
-    if was_training:
-        set_training_mode(model, freeze_norm)
+    for module, training in modes:
+        module.training = training
     return {name: acc.result() for name, acc in sorted(per_dataset.items())}
 
 
@@ -382,7 +383,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 window_loss, window_n, window_t = 0.0, 0, time.time()
             epoch_done = pos == steps_per_epoch - 1
             if epoch_done and val_samples:
-                metrics = validate(model, val_samples, device, cfg.freeze_norm)
+                metrics = validate(model, val_samples, device)
                 history.append({"epoch": epoch + 1, "step": global_step, "val": metrics})
                 log.info("validation epoch %d: %s", epoch + 1, _format_metrics(metrics))
                 with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:

@@ -13,16 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .draws import chance, randint, uniform
+
 CLIPPED = 0.97  # a view pixel this bright in every channel holds no sky colour any more
-
-
-def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand((), generator=gen))
-
-
-def _randint(gen: torch.Generator, lo: int, hi: int) -> int:
-    """Uniform integer in [lo, hi] (hi >= lo)."""
-    return lo + int(torch.randint(0, max(1, hi - lo + 1), (), generator=gen))
 
 
 def _view_crop(
@@ -30,10 +23,10 @@ def _view_crop(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A piece of the outdoor photo holding its upper part (sky and sky line), resized to wh x ww."""
     _, h, w = view_image.shape
-    ch = max(8, round(h * _uniform(gen, 0.45, 1.0)))
-    cw = max(8, round(w * _uniform(gen, 0.45, 1.0)))
-    top = _randint(gen, 0, min(h - ch, round(0.25 * h)))
-    left = _randint(gen, 0, w - cw)
+    ch = max(8, round(h * uniform(gen, 0.45, 1.0)))
+    cw = max(8, round(w * uniform(gen, 0.45, 1.0)))
+    top = randint(gen, 0, min(h - ch, round(0.25 * h)))
+    left = randint(gen, 0, w - cw)
     box = (slice(None), slice(top, top + ch), slice(left, left + cw))
 
     def resize(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -46,11 +39,11 @@ def _view_crop(
 def _frame_colour(gen: torch.Generator) -> torch.Tensor:
     kind = float(torch.rand((), generator=gen))
     if kind < 0.5:  # painted white
-        base = torch.full((3,), _uniform(gen, 0.78, 0.97))
+        base = torch.full((3,), uniform(gen, 0.78, 0.97))
     elif kind < 0.75:  # dark metal / vinyl
-        base = torch.full((3,), _uniform(gen, 0.08, 0.3))
+        base = torch.full((3,), uniform(gen, 0.08, 0.3))
     else:  # wood
-        base = torch.tensor([0.55, 0.38, 0.24]) * _uniform(gen, 0.6, 1.3)
+        base = torch.tensor([0.55, 0.38, 0.24]) * uniform(gen, 0.6, 1.3)
     return base.clamp(0, 1).view(3, 1, 1)
 
 
@@ -66,27 +59,27 @@ def paste_window(
     void 1,h,w) seen through the glass; without one the glass is blown out."""
     image, mask, void = image.clone(), mask.clone(), void.clone()
     _, s, _ = image.shape
-    wh = _randint(gen, round(0.25 * s), round(0.7 * s))
-    ww = _randint(gen, round(0.18 * s), round(0.6 * s))
-    top = _randint(gen, 0, round(0.45 * s))
+    wh = randint(gen, round(0.25 * s), round(0.7 * s))
+    ww = randint(gen, round(0.18 * s), round(0.6 * s))
+    top = randint(gen, 0, round(0.45 * s))
     top = min(top, s - wh)
-    left = _randint(gen, 0, s - ww)
+    left = randint(gen, 0, s - ww)
     rows, cols = slice(top, top + wh), slice(left, left + ww)
     if view is not None:
         pane, pane_sky, pane_void = _view_crop(*view, wh, ww, gen)
         # Exposed for the room, a daylight view is brighter than the room around it (which is also what
         # tells a window from a framed picture on the wall, lit like the wall).
         room = float(image[:, rows, cols].mean())
-        target = min(room * _uniform(gen, 1.2, 1.8), _uniform(gen, 0.55, 0.75))
+        target = min(room * uniform(gen, 1.2, 1.8), uniform(gen, 0.55, 0.75))
         gain = min(2.8, max(1.0, target / max(1e-3, float(pane.mean()))))
         pane = (pane * gain).clamp(0, 1)
-        glare = _uniform(gen, 0.0, 0.08)  # reflections of the room on the glass
+        glare = uniform(gen, 0.0, 0.08)  # reflections of the room on the glass
         pane = pane * (1 - glare) + image[:, rows, cols].mean(dim=(1, 2), keepdim=True) * glare
         clipped = (pane > CLIPPED).all(dim=0, keepdim=True) & (pane_sky > 0.5)
         pane_void = pane_void | clipped
     else:
-        level = _uniform(gen, 0.92, 1.0)
-        ramp = torch.linspace(0, _uniform(gen, -0.06, 0.0), wh).view(1, wh, 1)
+        level = uniform(gen, 0.92, 1.0)
+        ramp = torch.linspace(0, uniform(gen, -0.06, 0.0), wh).view(1, wh, 1)
         pane = (level + ramp + torch.randn((3, wh, ww), generator=gen) * 0.004).clamp(0, 1).expand(3, wh, ww)
         pane_sky = torch.zeros(1, wh, ww)
         pane_void = torch.zeros(1, wh, ww, dtype=torch.bool)
@@ -94,14 +87,14 @@ def paste_window(
     mask[:, rows, cols] = pane_sky
     void[:, rows, cols] = pane_void
     # Frame and mullions: foreground, never void.
-    bar = max(1, round(min(wh, ww) * _uniform(gen, 0.02, 0.07)))
+    bar = max(1, round(min(wh, ww) * uniform(gen, 0.02, 0.07)))
     colour = _frame_colour(gen)
     frame = torch.zeros(1, wh, ww, dtype=torch.bool)
     frame[:, :bar], frame[:, -bar:], frame[:, :, :bar], frame[:, :, -bar:] = True, True, True, True
-    if float(torch.rand((), generator=gen)) < 0.5:
+    if chance(gen, 0.5):
         mid = ww // 2
         frame[:, :, max(0, mid - bar // 2) : mid + (bar + 1) // 2] = True
-    if float(torch.rand((), generator=gen)) < 0.3:
+    if chance(gen, 0.3):
         mid = wh // 2
         frame[:, max(0, mid - bar // 2) : mid + (bar + 1) // 2] = True
     region = image[:, rows, cols]
