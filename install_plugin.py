@@ -2,8 +2,11 @@
 """Install (or remove) the CLN-SOD "Replace Sky" plugin for Krita or GIMP 3.
 
 Run it with the Python that has CLN-SOD installed (e.g. ``.venv/bin/python install_plugin.py
-krita``): that interpreter is recorded next to the plugin, because the editors' own Pythons
-have no torch. Standard library only; safe to run again (it replaces its previous install).
+krita``): that interpreter is recorded next to the plugin (core.json), because the editors' own
+Pythons have no torch, and the core's option table is stored there too (options.json, from
+``python -m clnsod_core.frontends.bridge --print-options``): the plugins build their dialogs,
+defaults and checks from it. Standard library only; safe to run again (it replaces its previous
+install).
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ REPO = Path(__file__).resolve().parent
 CLIENT = REPO / "plugin" / "common" / "bridge_client.py"
 KRITA_NAME = "clnsod_sky"
 GIMP_NAME = "clnsod-replace-sky"
+KRITA_SOURCE = REPO / "plugin" / "krita" / KRITA_NAME
+GIMP_SOURCE = REPO / "plugin" / "gimp" / GIMP_NAME
+CORE_MODULE = "clnsod_core.frontends.bridge"
+PRINT_OPTIONS_FLAG = "--print-options"
+CORE_CONFIG = "core.json"  # names the plugins' bridge_client.py reads
+OPTIONS_FILE = "options.json"
 
 
 def _home_config(windows_env: str, mac: str, xdg_env: str, xdg_default: str, leaf: str) -> Path:
@@ -49,29 +58,44 @@ def gimp_profile_dir() -> Path:
     return _home_config("APPDATA", "Library/Application Support", "XDG_CONFIG_HOME", ".config", "GIMP/3.0")
 
 
-def check_core(python: Path) -> None:
-    """Refuse to record an interpreter that cannot run the core."""
-    probe = [str(python), "-c", "import clnsod_core.host_bridge"]
+def core_option_table(python: Path) -> str:
+    """The core's option table as JSON (``-m clnsod_core.frontends.bridge --print-options``).
+
+    Running it also proves that ``python`` can run the core, so an interpreter without CLN-SOD is
+    refused before anything is installed.
+    """
+    command = [str(python), "-m", CORE_MODULE, PRINT_OPTIONS_FLAG]
     try:
-        result = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     except OSError as exc:
         raise SystemExit(f"error: cannot run {python}: {exc.strerror or exc}") from None
     if result.returncode != 0:
         tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise SystemExit(f"error: {python} cannot import clnsod_core ({tail[0]}); "
+        raise SystemExit(f"error: {python} cannot import clnsod_core or print its option table ({tail[0]}); "
                          "run this script with the Python of the environment where CLN-SOD is installed")
+    try:
+        table = json.loads(result.stdout)
+    except ValueError as exc:
+        raise SystemExit(f"error: {python} printed no option table ({exc}); is it the CLN-SOD of this folder?") from None
+    if not (isinstance(table, dict) and isinstance(table.get("options_digest"), str) and "options" in table):
+        raise SystemExit(f"error: {python} printed something that is not CLN-SOD's option table")
+    return result.stdout
 
 
-def _copy_package(source: Path, target: Path, python: Path) -> None:
-    """Replace ``target`` with ``source`` + the shared client + core.json, atomically enough:
-    built next to the target, then swapped in."""
-    staging = target.with_name(target.name + ".installing")
+def assemble(source_dir: Path, target_dir: Path, python: Path, option_table: str) -> None:
+    """Replace ``target_dir`` with a complete plugin folder: ``source_dir`` + the shared client +
+    core.json (the core's Python) + options.json (``option_table``, from ``core_option_table``).
+
+    Built next to the target, then swapped in, so an editor never sees half a plugin.
+    """
+    staging = target_dir.with_name(target_dir.name + ".installing")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(source_dir, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy2(CLIENT, staging / CLIENT.name)
-    (staging / "core.json").write_text(json.dumps({"python": str(python), "source": str(REPO)}, indent=1) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    (staging / CORE_CONFIG).write_text(json.dumps({"python": str(python), "source": str(REPO)}, indent=1) + "\n")
+    (staging / OPTIONS_FILE).write_text(option_table, encoding="utf-8")
+    shutil.rmtree(target_dir, ignore_errors=True)
+    staging.rename(target_dir)
 
 
 def set_kritarc_enabled(kritarc: Path, enabled: bool) -> bool:
@@ -103,7 +127,7 @@ def set_kritarc_enabled(kritarc: Path, enabled: bool) -> bool:
     return True
 
 
-def install_krita(profile: Path, kritarc: Path, python: Path, uninstall: bool) -> None:
+def install_krita(profile: Path, kritarc: Path, python: Path, option_table: str, uninstall: bool) -> None:
     pykrita = profile / "pykrita"
     package, desktop = pykrita / KRITA_NAME, pykrita / f"{KRITA_NAME}.desktop"
     if uninstall:
@@ -113,7 +137,7 @@ def install_krita(profile: Path, kritarc: Path, python: Path, uninstall: bool) -
         print(f"removed {package} and {desktop}; disabled {KRITA_NAME} in {kritarc}")
         return
     pykrita.mkdir(parents=True, exist_ok=True)
-    _copy_package(REPO / "plugin" / "krita" / KRITA_NAME, package, python)
+    assemble(KRITA_SOURCE, package, python, option_table)
     shutil.copy2(REPO / "plugin" / "krita" / f"{KRITA_NAME}.desktop", desktop)
     changed = set_kritarc_enabled(kritarc, True)
     print(f"installed {package} and {desktop}")
@@ -122,14 +146,14 @@ def install_krita(profile: Path, kritarc: Path, python: Path, uninstall: bool) -
     print("restart Krita, then use Tools > Scripts > Replace Sky")
 
 
-def install_gimp(profile: Path, python: Path, uninstall: bool) -> None:
+def install_gimp(profile: Path, python: Path, option_table: str, uninstall: bool) -> None:
     target = profile / "plug-ins" / GIMP_NAME
     if uninstall:
         shutil.rmtree(target, ignore_errors=True)
         print(f"removed {target}")
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    _copy_package(REPO / "plugin" / "gimp" / GIMP_NAME, target, python)
+    assemble(GIMP_SOURCE, target, python, option_table)
     script = target / f"{GIMP_NAME}.py"
     script.chmod(0o755)
     print(f"installed {target} ({script.name} executable)")
@@ -149,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the core's Python, recorded for the plugin (default: this interpreter)")
     args = parser.parse_args(argv)
     python = Path(os.path.abspath(args.python))
-    if not args.uninstall:
-        check_core(python)
+    option_table = "" if args.uninstall else core_option_table(python)
     try:
         if args.host == "krita":
-            install_krita(args.profile or krita_resource_dir(), args.kritarc or kritarc_path(), python, args.uninstall)
+            install_krita(args.profile or krita_resource_dir(), args.kritarc or kritarc_path(), python, option_table,
+                          args.uninstall)
         else:
-            install_gimp(args.profile or gimp_profile_dir(), python, args.uninstall)
+            install_gimp(args.profile or gimp_profile_dir(), python, option_table, args.uninstall)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from clnsod_core.imageio import load_photo
-from clnsod_core.inference import SkyMasker
+from clnsod_core.imaging.io import load_photo
+from clnsod_core.masking.inference import SkyMasker
 from clnsod_core.replace import ReplaceOptions, SkyReplacer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -72,7 +72,7 @@ class Composite:
 def sky_image(source: str, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """(H, W, 3) float32 sky: a crop with the target's aspect from a photo's sky-only box, or a preset."""
     if source in PRESET_SKIES:
-        from clnsod_core.skies import render_preset
+        from clnsod_core.compositing.skies import render_preset
 
         return render_preset(source, width, height, int(rng.integers(1 << 30))).astype(np.float32) / 255
     with Image.open(SHARED / "photos" / source) as im:
@@ -523,10 +523,10 @@ def main() -> None:
 
     import torch
 
-    from clnsod_core.inference import predict_working_size
-    from clnsod_core.matte import MatteOptions, refine_matte
+    from clnsod_core.masking.inference import predict_working_size
+    from clnsod_core.masking.matte import MatteOptions, refine_matte
     from clnsod_core.runtime import tune_allocator
-    from clnsod_core.weights_io import load_model
+    from clnsod_core.weights.format import load_model
 
     tune_allocator()
     torch.set_num_threads(2)

@@ -36,7 +36,7 @@ def u2netp_path() -> Path:
 def make_clnsod(threads: int, weights: str | None):
     import torch
 
-    from clnsod_core.inference import SkyMasker
+    from clnsod_core.masking.inference import SkyMasker
 
     torch.set_num_threads(threads)
     masker = SkyMasker(weights, device="cpu")

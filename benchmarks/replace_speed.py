@@ -40,11 +40,11 @@ def vm_hwm_mib() -> float:
 
 
 def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
-    from clnsod_core.compose import composite, lowest_sky_line, place_sky
-    from clnsod_core.imageio import load_photo_with_meta, save_image
-    from clnsod_core.matte import refine_matte
+    from clnsod_core.compositing.compose import composite, lowest_sky_line, place_sky
+    from clnsod_core.imaging.io import load_photo_with_meta, save_image
+    from clnsod_core.masking.matte import refine_matte
     from clnsod_core.replace import PRESET_RENDER_SIDE, ReplaceOptions
-    from clnsod_core.skies import render_preset
+    from clnsod_core.compositing.skies import render_preset
 
     opts = ReplaceOptions()
     t: dict[str, float] = {}
@@ -77,7 +77,7 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
 
 
 def reference_once(path: Path) -> float:
-    from clnsod_core.imageio import load_photo_with_meta, save_image
+    from clnsod_core.imaging.io import load_photo_with_meta, save_image
 
     t0 = time.perf_counter()
     photo, meta = load_photo_with_meta(path)
@@ -89,7 +89,7 @@ def reference_once(path: Path) -> float:
 def _child(path: str, sky: str, runs: int, queue: mp.Queue) -> None:
     import torch
 
-    from clnsod_core.inference import SkyMasker
+    from clnsod_core.masking.inference import SkyMasker
     from clnsod_core.replace import SkyReplacer
     from clnsod_core.runtime import tune_allocator
 

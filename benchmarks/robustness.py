@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clnsod_core.imageio import load_photo
-from clnsod_core.inference import predict_working_size, upsample_probability
-from clnsod_core.matte import refine_matte
-from clnsod_core.metrics import NO_SKY_CLEAN_AREA, MetricAccumulator
+from clnsod_core.imaging.io import load_photo
+from clnsod_core.masking.inference import predict_working_size, upsample_probability
+from clnsod_core.masking.matte import refine_matte
+from clnsod_core.masking.metrics import NO_SKY_CLEAN_AREA, MetricAccumulator
 from clnsod_core.runtime import tune_allocator
-from clnsod_core.weights_io import load_model
+from clnsod_core.weights.format import load_model
 from trainer.augment import haze_look, night_look, reflection_look, sample_tensors, sky_only_box, thin_strip_box
 from trainer.data import Sample, index_data_dir, index_no_sky, load_samples, read_exclusion_list
 

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clnsod_core.inference import predict_working_size, upsample_probability
-from clnsod_core.matte import MatteOptions, refine_matte
-from clnsod_core.metrics import MetricAccumulator
+from clnsod_core.masking.inference import predict_working_size, upsample_probability
+from clnsod_core.masking.matte import MatteOptions, refine_matte
+from clnsod_core.masking.metrics import MetricAccumulator
 from clnsod_core.runtime import tune_allocator
-from clnsod_core.weights_io import load_model
+from clnsod_core.weights.format import load_model
 from trainer.data import index_data_dir, load_samples
 
 

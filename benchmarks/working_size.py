@@ -31,12 +31,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from clnsod_core.inference import embedded_weights_path, predict_working_size  # noqa: E402
-from clnsod_core.matte import refine_matte  # noqa: E402
-from clnsod_core.metrics import MetricAccumulator  # noqa: E402
-from clnsod_core.model import CLNSOD  # noqa: E402
+from clnsod_core.masking.inference import embedded_weights_path, predict_working_size  # noqa: E402
+from clnsod_core.masking.matte import refine_matte  # noqa: E402
+from clnsod_core.masking.metrics import MetricAccumulator  # noqa: E402
+from clnsod_core.network.model import CLNSOD  # noqa: E402
 from clnsod_core.runtime import tune_allocator  # noqa: E402
-from clnsod_core.weights_io import load_model  # noqa: E402
+from clnsod_core.weights.format import load_model  # noqa: E402
 from fine_structure import make_composite, measures  # noqa: E402
 from trainer.data import index_data_dir, load_samples  # noqa: E402
 from val_report import boundary_band  # noqa: E402

@@ -1,7 +1,7 @@
-"""Run many photos through one computation: decode ahead in a thread, compute in small
-chunks, write each output atomically. One bad file never stops the others.
+"""The job engine: many photos through one computation, decoding ahead in a thread, computing in
+small chunks, writing each output atomically; one bad file never stops the others.
 
-Shared by ``clnsod mask``, ``replace`` and ``batch``.
+Shared by ``clnsod mask``, ``replace`` and ``batch`` (and meant for the video and distributed engines).
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .imageio import PhotoError, PhotoMeta, header_pixels, load_photo_with_meta
+from clnsod_core.imaging.io import (
+    IMAGE_SUFFIXES,
+    PhotoError,
+    PhotoMeta,
+    header_pixels,
+    load_photo_with_meta,
+)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"})
 R = TypeVar("R")
 # Decoded photos held at once (current chunk + the one decoding ahead), in pixels: beyond it
 # chunks shrink and decoding stops overlapping, so large panoramas stay within memory.

@@ -1,6 +1,7 @@
-"""Sky replacement API: photo + new sky (file or preset) -> composite and editor layers.
+"""The one replacement API: photo + new sky (file or preset) -> composite and editor layers.
 
-The CLI and the editor plugins call ``SkyReplacer``; all options live in ``ReplaceOptions``.
+The CLI, the editor bridge and the batch engines call ``SkyReplacer``; its options are
+``ReplaceOptions`` (fields declared in ``options.py``), its answer a ``ReplaceResult``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from .compose import Harmonisation, SkyPlacement, composite, lowest_sky_line, place_sky
-from .imageio import PhotoError, load_photo, probability_to_u8
-from .inference import SkyMasker
-from .layers import to_u8
-from .matte import MatteOptions, sky_matte
-from .skies import PRESETS, render_preset
+from clnsod_core.arrays import to_u8
+from clnsod_core.compositing.compose import (
+    Harmonisation,
+    SkyPlacement,
+    composite,
+    lowest_sky_line,
+    place_sky,
+)
+from clnsod_core.compositing.layers import lighting_layer
+from clnsod_core.compositing.skies import PRESETS, render_preset
+from clnsod_core.imaging.io import PhotoError, load_photo
+from clnsod_core.masking.inference import SkyMasker
+from clnsod_core.masking.matte import MatteOptions, sky_matte
+from clnsod_core.options import option, part_values
 
 PRESET_RENDER_SIDE = 1280  # presets are smooth: render small, let placement scale them up
 
@@ -27,29 +36,42 @@ class ReplaceOptions:
     matte: MatteOptions = field(default_factory=MatteOptions)
     placement: SkyPlacement = field(default_factory=SkyPlacement)
     harmonisation: Harmonisation = field(default_factory=Harmonisation)
-    seed: int = 0  # for presets
+    seed: int = option("seed").default  # for presets
 
     def validate(self) -> None:
         self.matte.validate()
         self.placement.validate()
         self.harmonisation.validate()
+        option("seed").check(self.seed)
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> ReplaceOptions:
-        """From the flat option names the CLI flags and the plugin protocol share
-        (``edge_shift``, ``sky_scale``, ``recolour``...); every name must be present."""
-        return cls(
-            matte=MatteOptions(edge_shift=values["edge_shift"], edge_fade=values["edge_fade"]),
-            placement=SkyPlacement(scale=values["sky_scale"], shift_x=values["sky_shift_x"],
-                                   shift_y=values["sky_shift_y"], flip=values["sky_flip"],
-                                   brightness=values["sky_brightness"], temperature=values["sky_temperature"]),
-            harmonisation=Harmonisation(recolour=values["recolour"], relight=values["relight"], halo=values["halo"]),
-            seed=values["seed"],
-        )
+        """From the flat option names the CLI flags and the plugin protocol share (``edge_shift``,
+        ``sky_scale``, ``recolour``...); every option of options.py that sets a field must be present."""
+        return cls(matte=MatteOptions(**part_values("matte", values)),
+                   placement=SkyPlacement(**part_values("placement", values)),
+                   harmonisation=Harmonisation(**part_values("harmonisation", values)),
+                   **part_values("replace", values))
+
+
+@dataclass(frozen=True)
+class EditorLayers:
+    """The non-destructive stack an editor builds above the untouched photo, bottom to top:
+    ``sky`` (opaque) with ``matte`` as its layer mask, then ``lighting`` (straight-alpha RGBA, normal
+    blend) which turns "new sky over the photo" into the composite. Also ``batch --output layers``."""
+
+    matte: np.ndarray  # (H, W) uint8, 255 = sky
+    sky: np.ndarray  # (H, W, 3) uint8
+    lighting: np.ndarray  # (H, W, 4) uint8, transparent wherever harmonisation changes nothing
+
+    def sky_rgba(self) -> np.ndarray:
+        """The new sky with the matte as alpha (for files: one PNG instead of a layer plus its mask)."""
+        return np.concatenate([self.sky, self.matte[..., None]], axis=-1)
 
 
 @dataclass
 class ReplaceResult:
+    photo: np.ndarray  # (H, W, 3) uint8, the untouched input
     composite: np.ndarray  # (H, W, 3) uint8
     matte: np.ndarray  # (H, W) float32, 1 = sky
     sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky
@@ -61,14 +83,13 @@ class ReplaceResult:
         """The answer for a photo with no sky: nothing replaced, an all-zero matte, no sky pixels."""
         h, w = photo.shape[:2]
         no_sky = np.broadcast_to(np.zeros((1, 1, 3), np.float32), (h, w, 3))  # a view: no memory
-        return cls(photo, np.zeros((h, w), np.float32), no_sky, photo, sky_found=False)
+        return cls(photo, photo, np.zeros((h, w), np.float32), no_sky, photo, sky_found=False)
 
-    def sky_layer(self) -> np.ndarray:
-        """RGBA uint8: the new sky with the matte as alpha (stack above the foreground layer)."""
-        rgba = np.empty((*self.matte.shape, 4), np.uint8)
-        rgba[..., :3] = to_u8(self.sky)
-        rgba[..., 3] = probability_to_u8(self.matte)
-        return rgba
+    def editor_layers(self) -> EditorLayers:
+        """The layer stack; every value is 8-bit, so the stack equals ``composite`` to 8-bit rounding."""
+        matte = to_u8(self.matte)
+        sky = to_u8(self.sky)
+        return EditorLayers(matte, sky, lighting_layer(self.photo, sky, matte, self.composite))
 
 
 def load_sky(spec: str | Path, max_pixels: int) -> np.ndarray | str:
@@ -114,4 +135,4 @@ class SkyReplacer:
         placed = place_sky(sky, h, w, bottom, options.placement)
         report("blending the foreground")
         comp, foreground = composite(photo, matte, placed, options.harmonisation)
-        return ReplaceResult(comp, matte, placed, foreground)
+        return ReplaceResult(photo, comp, matte, placed, foreground)

@@ -1,10 +1,14 @@
-"""Process-level tuning applied once at start-up by the CLI and the benchmarks."""
+"""Process-level set-up: allocator tuning at start-up, and the one choice of compute device."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import sys
+
+import torch
+
+from clnsod_core.options import DEVICES
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -28,3 +32,19 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+
+
+def resolve_device(name: str = "auto", index: int | None = None) -> torch.device:
+    """``auto`` = cuda, then mps, then cpu; an explicit choice must be available.
+    ``index`` picks the CUDA device (one per process under torchrun)."""
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "mps" if mps else "cpu"
+    if name == "cuda" and not cuda:
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available to PyTorch")
+    if name == "mps" and not mps:
+        raise ValueError("device 'mps' requested but Apple MPS is not available")
+    return torch.device(name, index) if name == "cuda" and index is not None else torch.device(name)

@@ -81,7 +81,8 @@ def test_crops_for_all_sky_and_thin_strips(skyseg: Path) -> None:
 
 
 def test_window_in_an_interior_shows_labelled_sky_or_blown_glass(skyseg: Path) -> None:
-    from tests.conftest import SHARED_DATA
+    from conftest import SHARED_DATA
+
     from trainer.data import index_no_sky
     from trainer.window_views import paste_window
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from clnsod_core.inference import embedded_weights_path
-from clnsod_core.weights_io import WeightsError, load_model, save_weights
+from clnsod_core.masking.inference import embedded_weights_path
+from clnsod_core.weights.format import WeightsError, load_model, save_weights
 from trainer.blend_weights import blend_files
 
 
@@ -33,8 +33,8 @@ def test_blend_is_the_weighted_mean_of_both_files(tmp_path: Path) -> None:
 
 
 def test_blend_refuses_other_architectures_and_bad_alpha(tmp_path: Path) -> None:
-    from clnsod_core.config import ModelConfig
-    from clnsod_core.model import CLNSOD
+    from clnsod_core.network.config import ModelConfig
+    from clnsod_core.network.model import CLNSOD
 
     other = tmp_path / "no_context.pt"
     save_weights(CLNSOD(ModelConfig(use_context_prior=False)), other)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import py_sod_metrics
 import pytest
+from cli_runner import run_cli
 from PIL import Image, ImageFilter
 
-from clnsod_core.metrics import MetricAccumulator
+from clnsod_core.masking.metrics import MetricAccumulator
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +50,7 @@ def test_metrics_agree_with_pysodmetrics(pred_gt: tuple[Path, Path]) -> None:
     assert result["max_f"] == pytest.approx(fm.get_results()["fm"]["curve"].max(), abs=1e-9)
     assert result["s_measure"] == pytest.approx(sm.get_results()["sm"], abs=1e-9)
 
-    cli = subprocess.run(
-        [sys.executable, "-m", "clnsod_core.cli", "eval", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json"],
-        capture_output=True, text=True, timeout=300,
-    )
+    cli = run_cli("eval", "--pred", pred_dir, "--gt", gt_dir, "--json")
     assert cli.returncode == 0, cli.stderr
     printed = json.loads(cli.stdout)
     for key in ("mae", "max_f", "s_measure", "iou"):
@@ -83,8 +79,5 @@ def test_missing_prediction_is_a_clear_error(pred_gt: tuple[Path, Path], tmp_pat
     partial.mkdir()
     first = sorted(pred_dir.iterdir())[0]
     (partial / first.name).write_bytes(first.read_bytes())
-    cli = subprocess.run(
-        [sys.executable, "-m", "clnsod_core.cli", "eval", "--pred", str(partial), "--gt", str(gt_dir)],
-        capture_output=True, text=True, timeout=300,
-    )
+    cli = run_cli("eval", "--pred", partial, "--gt", gt_dir)
     assert cli.returncode == 1 and "have no prediction" in cli.stderr

@@ -100,9 +100,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     install = subprocess.run([sys.executable, str(REPO / "install_plugin.py"), "gimp", "--profile", str(profile)],
                              check=False, capture_output=True, text=True, timeout=180)
     assert install.returncode == 0, install.stdout + install.stderr
-    core = json.loads((profile / "plug-ins" / "clnsod-replace-sky" / "core.json").read_text())
+    plugin = profile / "plug-ins" / "clnsod-replace-sky"
+    core = json.loads((plugin / "core.json").read_text())
     assert core["python"] == os.path.abspath(sys.executable)
-    return {"work": work, "out": out, "profile": profile}
+    assert (plugin / "options.json").is_file(), "install_plugin.py wrote no option table"
+    return {"work": work, "out": out, "profile": profile, "plugin": plugin}
 
 
 def run_gimp(chroot: Path, workspace: dict[str, Path], case: str,
@@ -139,11 +141,13 @@ def run_gimp(chroot: Path, workspace: dict[str, Path], case: str,
     return json.loads(report_file.read_text()), log, seconds
 
 
-def core_outputs(photo: np.ndarray, options: dict[str, object]) -> dict[str, np.ndarray]:
-    """What the core returns for these options, computed on the host through the same protocol."""
+def core_outputs(photo: np.ndarray, options: dict[str, object], plugin: Path) -> dict[str, np.ndarray]:
+    """What the core returns for these options, computed on the host through the same protocol,
+    with the option table installed in ``plugin`` (the plug-in's folder)."""
     height, width = photo.shape[:2]
     rgba = np.dstack([photo, np.full((height, width), 255, np.uint8)])
-    job = bridge_client.Job(width, height, "RGBA8", rgba.tobytes(), options)
+    table = bridge_client.load_option_table(str(plugin))
+    job = bridge_client.Job(width, height, "RGBA8", rgba.tobytes(), options, table)
     try:
         final = bridge_client.run_blocking(job, sys.executable, lambda event: None)
         assert final.kind == "done", final.message
@@ -179,8 +183,10 @@ def test_gimp_plugin_end_to_end(chroot: Path, workspace: dict[str, Path]) -> Non
     h, w = photo.shape[:2]
     assert report["gimp_version"].startswith("3.0"), report["gimp_version"]
 
-    neutral_core = core_outputs(photo, {"sky": "sunset", "recolour": 0.0, "relight": 0.0, "device": "cpu"})
-    harmonised_core = core_outputs(photo, {"sky": str(workspace["work"] / "sky.jpg"), "device": "cpu"})
+    neutral_core = core_outputs(photo, {"sky": "sunset", "recolour": 0.0, "relight": 0.0, "device": "cpu"},
+                                workspace["plugin"])
+    harmonised_core = core_outputs(photo, {"sky": str(workspace["work"] / "sky.jpg"), "device": "cpu"},
+                                   workspace["plugin"])
     for stem, core in (("neutral", neutral_core), ("harmonised", harmonised_core)):
         run = report[stem]
         assert run["call"]["status"] == "success", run["call"]
@@ -226,7 +232,7 @@ def test_gimp_plugin_end_to_end(chroot: Path, workspace: dict[str, Path]) -> Non
     # Harmonised: the lighting layer does something, and the stack is `clnsod replace`'s composite
     # (PROTOCOL.md §5: equal to 8-bit rounding).
     assert harmonised_core["lighting"][..., 3].max() > 0
-    from clnsod_core.inference import SkyMasker
+    from clnsod_core.masking.inference import SkyMasker
     from clnsod_core.replace import ReplaceOptions, SkyReplacer, load_sky
 
     composite = SkyReplacer(SkyMasker(device="cpu")).replace(

@@ -1,13 +1,14 @@
 """The plugin <-> core exchange: the real core process, driven by the plugins' own client.
 
 These run the same client code the Krita and GIMP plugins run (plugin/common/bridge_client.py)
-against the real ``python -m clnsod_core.host_bridge`` with the embedded weights.
+against the real ``python -m clnsod_core.frontends.bridge`` with the embedded weights.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +17,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clnsod_core import host_bridge
-from clnsod_core.compose import Harmonisation, SkyPlacement
-from clnsod_core.imageio import probability_to_u8
-from clnsod_core.inference import SkyMasker
-from clnsod_core.layers import lighting_layer, normal_blend, sky_over_original, to_u8
-from clnsod_core.matte import MatteOptions
+from clnsod_core.arrays import to_u8
+from clnsod_core.compositing.compose import Harmonisation, SkyPlacement
+from clnsod_core.compositing.layers import lighting_layer, normal_blend, sky_over_original
+from clnsod_core.compositing.skies import PRESETS
+from clnsod_core.frontends import bridge as core_bridge
+from clnsod_core.masking.inference import SkyMasker
+from clnsod_core.masking.matte import MatteOptions
+from clnsod_core.options import OPTIONS
 from clnsod_core.replace import ReplaceOptions, SkyReplacer
-from clnsod_core.skies import PRESETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin" / "common"))
 import bridge_client  # noqa: E402  (stdlib-only plugin module, not a package)
+
+# The plugins' option table, as install_plugin.py stores it: the real core's (no copy, no mock).
+TABLE = bridge_client.OptionTable.from_data(json.loads(json.dumps(core_bridge.option_table())))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +66,7 @@ def _run(job: bridge_client.Job) -> tuple[bridge_client.Event, list[bridge_clien
 def test_lighting_layer_rebuilds_the_composite_over_sky_and_original(photo: np.ndarray, replacer: SkyReplacer) -> None:
     options = ReplaceOptions(harmonisation=Harmonisation(recolour=0.8, relight=0.8, halo=0.5))
     result = replacer.replace(photo, "golden-hour", options)
-    matte, sky = probability_to_u8(result.matte), to_u8(result.sky)
+    matte, sky = to_u8(result.matte), to_u8(result.sky)
     layer = lighting_layer(photo, sky, matte, result.composite)
     below = (sky_over_original(photo, sky, matte) * 255 + 0.5).astype(np.uint8)
     stacked = normal_blend(below, layer)
@@ -75,7 +80,7 @@ def test_lighting_layer_rebuilds_the_composite_over_sky_and_original(photo: np.n
 def test_lighting_layer_is_transparent_without_harmonisation(photo: np.ndarray, replacer: SkyReplacer) -> None:
     options = ReplaceOptions(harmonisation=Harmonisation(recolour=0.0, relight=0.0))
     result = replacer.replace(photo, "sunset", options)
-    layer = lighting_layer(photo, to_u8(result.sky), probability_to_u8(result.matte), result.composite)
+    layer = lighting_layer(photo, to_u8(result.sky), to_u8(result.matte), result.composite)
     assert layer[..., 3].max() == 0
 
 
@@ -84,7 +89,7 @@ def test_replace_job_layers_match_the_cli_composite(photo: np.ndarray, replacer:
     pixels = _bgra(photo)
     options = {"sky": "dramatic-clouds", "recolour": 0.5, "relight": 0.3, "edge_shift": 2.0, "sky_scale": 1.3,
                "sky_shift_x": 0.1, "sky_flip": True, "device": "cpu"}
-    job = bridge_client.Job(w, h, "BGRA8", pixels, options)
+    job = bridge_client.Job(w, h, "BGRA8", pixels, options, TABLE)
     try:
         final, progress = _run(job)
         assert final.kind == "done", final.message
@@ -104,7 +109,7 @@ def test_replace_job_layers_match_the_cli_composite(photo: np.ndarray, replacer:
     expected = replacer.replace(photo, "dramatic-clouds", ReplaceOptions(
         matte=MatteOptions(edge_shift=2.0), placement=SkyPlacement(scale=1.3, shift_x=0.1, flip=True),
         harmonisation=Harmonisation(recolour=0.5, relight=0.3)))
-    assert np.array_equal(matte, probability_to_u8(expected.matte))
+    assert np.array_equal(matte, to_u8(expected.matte))
     below = (sky_over_original(photo, sky[..., :3], matte) * 255 + 0.5).astype(np.uint8)
     stacked = normal_blend(below, lighting)
     assert np.abs(stacked.astype(int) - expected.composite.astype(int)).max() <= 3
@@ -113,7 +118,7 @@ def test_replace_job_layers_match_the_cli_composite(photo: np.ndarray, replacer:
 def test_mask_job_writes_only_the_matte(photo: np.ndarray, replacer: SkyReplacer) -> None:
     h, w = photo.shape[:2]
     rgba = np.dstack([photo, np.full((h, w), 255, np.uint8)])
-    job = bridge_client.Job(w, h, "RGBA8", rgba.tobytes(), {"mode": "mask", "edge_fade": 3.0})
+    job = bridge_client.Job(w, h, "RGBA8", rgba.tobytes(), {"mode": "mask", "edge_fade": 3.0}, TABLE)
     try:
         final, _ = _run(job)
         assert final.kind == "done", final.message
@@ -121,7 +126,7 @@ def test_mask_job_writes_only_the_matte(photo: np.ndarray, replacer: SkyReplacer
         matte = np.frombuffer(job.read_output("matte"), np.uint8).reshape(h, w)
     finally:
         job.cleanup()
-    assert np.array_equal(matte, probability_to_u8(replacer.matte(photo, MatteOptions(edge_fade=3.0))))
+    assert np.array_equal(matte, to_u8(replacer.matte(photo, MatteOptions(edge_fade=3.0))))
     assert matte[: h // 4].mean() > 200 and matte[-h // 4 :].mean() < 30  # sky on top, ground below
 
 
@@ -129,7 +134,7 @@ def test_unusable_sky_file_is_one_clear_error(tmp_path: Path, photo: np.ndarray)
     bad_sky = tmp_path / "sky.jpg"
     bad_sky.write_bytes(b"<html>not a picture</html>")
     h, w = photo.shape[:2]
-    job = bridge_client.Job(w, h, "BGRA8", _bgra(photo), {"sky": str(bad_sky)})
+    job = bridge_client.Job(w, h, "BGRA8", _bgra(photo), {"sky": str(bad_sky)}, TABLE)
     try:
         final, _ = _run(job)
     finally:
@@ -147,19 +152,20 @@ def _raw_job(tmp_path: Path, request: dict[str, object], pixels: bytes) -> Path:
 
 
 def _core(job_dir: Path) -> tuple[int, list[dict[str, object]]]:
-    proc = subprocess.run([sys.executable, "-m", "clnsod_core.host_bridge", str(job_dir)],
+    proc = subprocess.run([sys.executable, "-m", "clnsod_core.frontends.bridge", str(job_dir)],
                           capture_output=True, text=True, timeout=120)
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
 
 
-GOOD = {"protocol": 1, "width": 4, "height": 2, "pixel_format": "RGBA8"}
+GOOD = {"protocol": 2, "options_digest": core_bridge.options_digest(), "width": 4, "height": 2, "pixel_format": "RGBA8"}
 
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"output": "/tmp/evil.png"}, "unknown request field(s): output"),
     ({"files": {"matte": "../../evil"}}, "unknown request field(s): files"),
     ({"width": 5}, "input.raw holds 32 bytes"),
-    ({"protocol": 2}, "protocol 2 not supported"),
+    ({"protocol": 1}, "protocol 1 not supported"),
+    ({"options_digest": "0" * 64}, "reinstall it with install_plugin.py"),
     ({"pixel_format": "ARGB8"}, "pixel_format must be one of"),
     ({"recolour": "lots"}, "'recolour' must be float"),
     ({"mode": "paint"}, "mode must be"),
@@ -195,7 +201,7 @@ def test_outputs_replace_planted_symlinks_instead_of_writing_through_them(tmp_pa
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     h, w = photo.shape[:2]
-    job = bridge_client.Job(w, h, "BGRA8", _bgra(photo), {"mode": "mask"})
+    job = bridge_client.Job(w, h, "BGRA8", _bgra(photo), {"mode": "mask"}, TABLE)
     try:
         os.symlink(victim, os.path.join(job.dir, "matte.raw"))
         final, _ = _run(job)
@@ -218,7 +224,7 @@ def test_missing_or_broken_core_python_is_reported(tmp_path: Path, monkeypatch: 
     crashing = tmp_path / "python"
     crashing.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 1\n")
     crashing.chmod(0o755)
-    job = bridge_client.Job(1, 1, "RGBA8", bytes(4), {})
+    job = bridge_client.Job(1, 1, "RGBA8", bytes(4), {}, TABLE)
     try:
         final = bridge_client.run_blocking(job, str(crashing), lambda _e: None)
     finally:
@@ -237,27 +243,27 @@ def test_core_environment_drops_the_hosts_python_settings(monkeypatch: pytest.Mo
 
 
 def test_plugin_options_match_the_core() -> None:
-    assert bridge_client.PRESETS == tuple(PRESETS)
-    assert set(bridge_client.DEVICES) <= {"auto", "cpu", "cuda", "mps"}
-    core_defaults = {key: default for key, (_kind, default) in host_bridge.OPTION_TYPES.items()}
-    for key, value in bridge_client.DEFAULT_OPTIONS.items():
-        assert core_defaults[key] == value, key
-    for option in bridge_client.NUMBER_OPTIONS:
-        for value, ok in ((option.minimum, True), (option.maximum, True), (option.maximum + 1, False)):
-            opts = bridge_client.validate_options({option.key: value}) if ok else None
-            if not ok:
-                with pytest.raises(bridge_client.BridgeError, match="must be between"):
-                    bridge_client.validate_options({option.key: value})
-                continue
-            assert opts is not None
-            ReplaceOptions.from_flat(opts).validate()  # every value the dialogs allow is one the core accepts
+    """The plugins' table is the core's: same presets, devices, defaults; every value the dialogs allow
+    is one the core accepts, and one step past a bound is refused before a job starts."""
+    assert TABLE.presets == tuple(PRESETS) and TABLE.digest == core_bridge.options_digest()
+    request_options = {o.name: o for o in OPTIONS if "bridge" in o.surfaces or "dialog" in o.surfaces}
+    assert TABLE.defaults == {name: o.default for name, o in request_options.items()}
+    assert TABLE.devices == request_options["device"].choices and TABLE.modes == request_options["mode"].choices
+    for option in TABLE.numbers:
+        for value in (option.minimum, option.maximum):
+            opts = TABLE.validate({option.key: option.from_widget(value)})
+            ReplaceOptions.from_flat(opts).validate()
+        with pytest.raises(bridge_client.BridgeError, match=re.escape(f"{option.label} must be between")):
+            TABLE.validate({option.key: option.maximum + 1})
+    with pytest.raises(bridge_client.BridgeError, match="unknown option"):
+        TABLE.validate({"quality": 90})  # a CLI-only option is not part of a request
 
 
 def test_core_stops_when_the_plugin_goes_away(landscape_photo: Path) -> None:
     """A plugin that dies (or is killed by its host) closes the core's stdin: the core must exit."""
     with Image.open(landscape_photo) as im:
         big = np.asarray(im.convert("RGB").resize((4000, 3000)))
-    job = bridge_client.Job(4000, 3000, "BGRA8", _bgra(big), {"sky": "sunset"})
+    job = bridge_client.Job(4000, 3000, "BGRA8", _bgra(big), {"sky": "sunset"}, TABLE)
     try:
         process = subprocess.Popen(job.command(sys.executable), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    env=bridge_client.core_environment(), text=True)
@@ -270,6 +276,6 @@ def test_core_stops_when_the_plugin_goes_away(landscape_photo: Path) -> None:
         left_behind = os.path.exists(job.dir)
     finally:
         job.cleanup()
-    assert code == host_bridge.EXIT_ORPHANED
+    assert code == core_bridge.EXIT_ORPHANED
     assert '"done"' not in rest
     assert not left_behind  # nobody is left to delete the copy of the photo: the core did

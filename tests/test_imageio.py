@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clnsod_core.imageio import PhotoError, load_photo, save_mask_png
-from clnsod_core.inference import resolve_device
+from clnsod_core.imaging.io import PhotoError, load_photo, save_mask_png
+from clnsod_core.runtime import resolve_device
 
 
 @pytest.fixture()

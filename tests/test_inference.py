@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clnsod_core.imageio import PhotoError
-from clnsod_core.inference import SkyMasker, embedded_weights_path
+from clnsod_core.imaging.io import PhotoError
+from clnsod_core.masking.inference import SkyMasker, embedded_weights_path
 
 
 @pytest.fixture(scope="module")

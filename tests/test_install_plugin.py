@@ -1,4 +1,5 @@
-"""install_plugin.py on fresh profiles: files, kritarc edits, idempotence, uninstall, refusal."""
+"""install_plugin.py on fresh profiles: files (incl. the core's option table), kritarc edits, idempotence,
+uninstall, refusal."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from clnsod_core.frontends.bridge import option_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +30,7 @@ def test_krita_install_is_idempotent_keeps_other_settings_and_uninstalls(tmp_pat
     assert (profile / "pykrita" / "clnsod_sky.desktop").is_file()
     assert (package / "__init__.py").is_file() and (package / "bridge_client.py").is_file()
     assert json.loads((package / "core.json").read_text())["python"] == sys.executable
+    assert json.loads((package / "options.json").read_text()) == option_table()  # the core's, for the dialog
     assert kritarc.read_text() == "[General]\nLanguage=de\n\n[python]\nenable_clnsod_sky=true\nenable_other_plugin=true\n"
     snapshot = {p.relative_to(profile): p.read_bytes() for p in profile.rglob("*") if p.is_file()}
     second = _install(*args)
@@ -55,6 +59,7 @@ def test_gimp_install_is_executable_and_records_the_core(tmp_path: Path) -> None
     assert script.is_file() and os.access(script, os.X_OK)
     assert (folder / "bridge_client.py").is_file()
     assert json.loads((folder / "core.json").read_text())["python"] == sys.executable
+    assert json.loads((folder / "options.json").read_text()) == option_table()
     assert _install("gimp", "--uninstall", env={"GIMP3_DIRECTORY": str(tmp_path / "gimp3")}).returncode == 0
     assert not folder.exists()
 
@@ -67,3 +72,14 @@ def test_an_interpreter_without_the_core_is_refused(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "cannot import clnsod_core" in result.stderr and "No module named" in result.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_an_interpreter_that_prints_no_option_table_is_refused(tmp_path: Path) -> None:
+    """A python that runs but is not CLN-SOD's (prints something else) must not be recorded."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'Python 3.11.7'\n")
+    fake.chmod(0o755)
+    result = _install("krita", "--profile", str(tmp_path / "k"), "--kritarc", str(tmp_path / "kritarc"),
+                      "--python", str(fake))
+    assert result.returncode != 0 and "no option table" in result.stderr
+    assert not (tmp_path / "k").exists() and not (tmp_path / "kritarc").exists()

@@ -62,9 +62,10 @@ def prepare_workspace(base: Path, out_name: str) -> dict:
     assert install.returncode == 0, install.stdout + install.stderr
     pykrita = base / "data" / "krita" / "pykrita"
     assert (pykrita / "clnsod_sky" / "bridge_client.py").is_file() and (pykrita / "clnsod_sky.desktop").is_file()
+    assert (pykrita / "clnsod_sky" / "options.json").is_file(), "install_plugin.py wrote no option table"
     shutil.copytree(REPO / "tests" / "krita" / "clnsod_e2e", pykrita / "clnsod_e2e")
     shutil.copy2(REPO / "tests" / "krita" / "clnsod_e2e.desktop", pykrita)
-    return {"base": base, "out": out, "photo": photo, "env": env}
+    return {"base": base, "out": out, "photo": photo, "env": env, "plugin": pykrita / "clnsod_sky"}
 
 
 def run_sessions(workspace: dict, launch: Launcher, sessions: tuple[str, ...] = ("main", "broken-core")) -> dict:
@@ -90,7 +91,7 @@ def run_sessions(workspace: dict, launch: Launcher, sessions: tuple[str, ...] = 
         runs[session] = {"rc": proc.returncode, "report": report, "seconds": round(time.monotonic() - start, 1)}
     (out / "timings.json").write_text(json.dumps({k: v["seconds"] for k, v in runs.items()}))
     return {"runs": runs, "out": out, "photo": workspace["photo"], "tmp": workspace["base"] / "tmp",
-            "python": sys.executable}
+            "python": sys.executable, "plugin": workspace["plugin"]}
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +128,11 @@ def _core_outputs(krita_run: dict, options: dict, tmp: Path) -> dict:
     job.mkdir(mode=0o700)
     bgra = np.dstack([photo[..., 2], photo[..., 1], photo[..., 0], np.full((h, w), 255, np.uint8)])
     (job / "input.raw").write_bytes(bgra.tobytes())
-    request = dict(options, protocol=1, width=w, height=h, pixel_format="BGRA8")
+    # The digest of the table install_plugin.py gave the plugin: the core must accept it.
+    digest = json.loads((krita_run["plugin"] / "options.json").read_text())["options_digest"]
+    request = dict(options, protocol=2, options_digest=digest, width=w, height=h, pixel_format="BGRA8")
     (job / "request.json").write_text(json.dumps(request))
-    result = subprocess.run([krita_run["python"], "-m", "clnsod_core.host_bridge", str(job)],
+    result = subprocess.run([krita_run["python"], "-m", "clnsod_core.frontends.bridge", str(job)],
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = {name: (job / f"{name}.raw").read_bytes() for name in ("matte", "sky", "lighting")}

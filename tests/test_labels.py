@@ -1,4 +1,4 @@
-"""Fine targets from coarse labels (clnsod_core.labels, ``clnsod refine-labels``) and the matte's colour
+"""Fine targets from coarse labels (clnsod_core.masking.labels, ``clnsod refine-labels``) and the matte's colour
 model, on real photos from ../shared/data."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clnsod_core.inference import SkyMasker
-from clnsod_core.labels import SOFT_MARKER, refine_label
-from clnsod_core.matte import MatteOptions, refine_matte, window_max
+from clnsod_core.masking.inference import SkyMasker
+from clnsod_core.masking.labels import SOFT_MARKER, refine_label
+from clnsod_core.masking.matte import MatteOptions, refine_matte, window_max
 from trainer.data import index_data_dir, load_samples
 
 from cli_runner import run_cli

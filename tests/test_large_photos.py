@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from cli_runner import CLI
+from cli_runner import CLI, run_cli
 from conftest import PHOTOS
 from PIL import Image, ImageOps
 
-from clnsod_core.matte import box_filter, box_filter_in_bands, resize_in_bands
+from clnsod_core.masking.matte import box_filter, box_filter_in_bands, resize_in_bands
 
 PEAK_RSS_LIMIT = 4 * 1024**3
 
@@ -65,12 +65,11 @@ def test_panorama_replace_and_mask_stay_under_4_gb(panoramas: dict[int, Path], t
 
 
 def test_above_the_limit_is_refused_cleanly(panoramas: dict[int, Path], tmp_path: Path) -> None:
-    result = subprocess.run([*CLI, "replace", str(panoramas[100]), "--sky", "sunset", "-o", str(tmp_path / "o.jpg"),
-                             "--max-megapixels", "80"], capture_output=True, text=True, timeout=120)
+    result = run_cli("replace", panoramas[100], "--sky", "sunset", "-o", tmp_path / "o.jpg", "--max-megapixels", "80")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{panoramas[100]}: image too large (21213x4714 = 100 MP; limit 80 MP)" in result.stderr
     assert not (tmp_path / "o.jpg").exists()
-    help_text = subprocess.run([*CLI, "replace", "--help"], capture_output=True, text=True, timeout=60).stdout
+    help_text = run_cli("replace", "--help").stdout
     assert "--max-megapixels" in help_text and "150" in help_text
 
 

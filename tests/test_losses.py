@@ -1,6 +1,6 @@
 import torch
 
-from clnsod_core.losses import (
+from clnsod_core.network.losses import (
     VOID,
     affinity_loss,
     clnsod_loss,

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from clnsod_core.backbone import EfficientNetLite0, load_imagenet_lite0
-from clnsod_core.config import ModelConfig
-from clnsod_core.losses import clnsod_loss
-from clnsod_core.model import CLNSOD
+from clnsod_core.network.backbones import get_backbone
+from clnsod_core.network.config import ModelConfig
+from clnsod_core.network.losses import clnsod_loss
+from clnsod_core.network.model import CLNSOD
 
 
 @pytest.mark.parametrize("use_context_prior", [True, False])
@@ -42,10 +42,11 @@ def test_wrong_input_size_is_a_clear_error() -> None:
 
 
 def test_imagenet_weights_load_into_backbone() -> None:
-    backbone = EfficientNetLite0()
-    state = load_imagenet_lite0()
-    backbone.load_imagenet(state)
-    assert torch.equal(backbone._conv_stem.weight, state["_conv_stem.weight"])
+    spec = get_backbone("efficientnet_lite0")
+    backbone = spec.build()
+    spec.load_imagenet(backbone)
+    assert spec.imagenet is not None
+    assert torch.equal(backbone._conv_stem.weight, spec.imagenet()["_conv_stem.weight"])
     feats = backbone.eval()(torch.rand(1, 3, 320, 320))
     assert {s: tuple(f.shape[1:]) for s, f in feats.items() if s >= 4} == {
         4: (24, 80, 80), 8: (40, 40, 40), 16: (112, 20, 20), 32: (320, 10, 10)

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from clnsod_core import host_bridge
-from clnsod_core.inference import SkyMasker
-from clnsod_core.matte import NO_SKY_AREA, has_sky
-from clnsod_core.replace import SkyReplacer
-from trainer.data import no_sky_split, read_exclusion_list
-
 from cli_runner import run_cli
 from conftest import REPO, SHARED_DATA
+from PIL import Image
+
+from clnsod_core.frontends import bridge
+from clnsod_core.masking.inference import SkyMasker
+from clnsod_core.masking.matte import NO_SKY_AREA, has_sky
+from clnsod_core.replace import SkyReplacer
+from trainer.data import no_sky_split, read_exclusion_list
 
 sys.path.insert(0, str(REPO / "plugin" / "common"))
 import bridge_client  # noqa: E402  (stdlib-only plugin module, not a package)
@@ -67,7 +66,8 @@ def test_interior_without_sky_is_left_unchanged(replacer: SkyReplacer, name: str
     assert not result.sky_found
     assert not result.matte.any()
     assert np.array_equal(result.composite, photo)
-    assert result.sky_layer()[..., 3].max() == 0
+    layers = result.editor_layers()
+    assert layers.matte.max() == 0 and layers.lighting[..., 3].max() == 0
 
 
 def test_replace_writes_an_interior_unchanged(interior: Path, tmp_path: Path) -> None:
@@ -112,8 +112,9 @@ def test_plugin_exchange_reports_no_sky(interior: Path) -> None:
     rgb = np.asarray(Image.open(interior).convert("RGB"))
     h, w = rgb.shape[:2]
     rgba = np.dstack([rgb, np.full((h, w), 255, np.uint8)])
+    table = bridge_client.OptionTable.from_data(bridge.option_table())  # what install_plugin.py writes
     for mode in ("replace", "mask"):
-        job = bridge_client.Job(w, h, "RGBA8", rgba.tobytes(), {"mode": mode})
+        job = bridge_client.Job(w, h, "RGBA8", rgba.tobytes(), {"mode": mode}, table)
         try:
             final = bridge_client.run_blocking(job, sys.executable, lambda _event: None)
             assert final.kind == "done", final.message
@@ -122,7 +123,7 @@ def test_plugin_exchange_reports_no_sky(interior: Path) -> None:
             assert sorted(p.name for p in Path(job.dir).iterdir()) == ["input.raw", "request.json"]
         finally:
             job.cleanup()
-    assert host_bridge.NO_SKY_DONE["sky_found"] is False
+    assert bridge.NO_SKY_DONE["sky_found"] is False
 
 
 def test_all_cloud_photo_is_all_sky(replacer: SkyReplacer, landscape_photo: Path) -> None:

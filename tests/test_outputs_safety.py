@@ -15,7 +15,7 @@ import pytest
 from cli_runner import CLI, run_cli
 from PIL import Image
 
-from clnsod_core.imageio import remove_stale_parts, write_atomic
+from clnsod_core.files import remove_stale_parts, write_atomic
 
 
 def digest(folder: Path) -> dict[str, str]:

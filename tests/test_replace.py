@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 from PIL import Image, ImageCms
 
-from clnsod_core.compose import Harmonisation, SkyPlacement, composite, lowest_sky_line, place_sky
-from clnsod_core.inference import SkyMasker
-from clnsod_core.matte import MatteOptions, refine_matte
+from clnsod_core.arrays import to_u8
+from clnsod_core.compositing.compose import (
+    Harmonisation,
+    SkyPlacement,
+    composite,
+    lowest_sky_line,
+    place_sky,
+)
+from clnsod_core.compositing.layers import normal_blend, sky_over_original
+from clnsod_core.compositing.skies import PRESETS, render_preset
+from clnsod_core.masking.inference import SkyMasker
+from clnsod_core.masking.matte import MatteOptions, refine_matte
 from clnsod_core.replace import ReplaceOptions, SkyReplacer
-from clnsod_core.skies import PRESETS, render_preset
 
 OFF = Harmonisation(recolour=0.0, relight=0.0, halo=0.0)
 
@@ -23,11 +30,6 @@ OFF = Harmonisation(recolour=0.0, relight=0.0, halo=0.0)
 @pytest.fixture(scope="module")
 def replacer() -> SkyReplacer:
     return SkyReplacer(SkyMasker(device="cpu"))
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clnsod_core.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_composite_geometry() -> None:
@@ -54,7 +56,7 @@ def test_real_photo_replacement_keeps_foreground(replacer: SkyReplacer, landscap
     np.testing.assert_array_equal(result.composite[ground], photo[ground])
     sky_part = result.composite[: int(0.3 * h)].astype(float).mean()
     assert sky_part < photo[: int(0.3 * h)].astype(float).mean() - 40  # a dark night sky now
-    rgba = result.sky_layer()
+    rgba = result.editor_layers().sky_rgba()
     assert rgba.shape == (*photo.shape[:2], 4) and rgba[..., 3].max() == 255
 
 
@@ -156,11 +158,11 @@ def test_no_nan_on_extreme_photos(replacer: SkyReplacer, value: object) -> None:
 
 
 def test_option_ranges_are_validated() -> None:
-    with pytest.raises(ValueError, match="sky scale must be between 1 and 10"):
+    with pytest.raises(ValueError, match="Sky scale must be between 1 and 10"):
         SkyPlacement(scale=0.5).validate()
-    with pytest.raises(ValueError, match="edge fade must be between 0 and 500"):
+    with pytest.raises(ValueError, match=r"Edge fade \(px\) must be between 0 and 500"):
         MatteOptions(edge_fade=-1).validate()
-    with pytest.raises(ValueError, match="recolour strength must be between 0 and 1"):
+    with pytest.raises(ValueError, match="Foreground recolour must be between 0 and 1"):
         Harmonisation(recolour=2).validate()
     with pytest.raises(ValueError, match="unknown sky preset 'rainbow'"):
         render_preset("rainbow", 10, 10)
@@ -217,8 +219,16 @@ def test_batch_outputs(landscape_photo: Path, tmp_path: Path) -> None:
     assert layers.returncode == 0, layers.stderr
     names = sorted(p.name for p in (tmp_path / "layers").iterdir())
     assert names == ["a_lighting.png", "a_mask.png", "a_sky.png"]
-    with Image.open(tmp_path / "layers" / "a_sky.png") as im:
-        assert im.mode == "RGBA" and im.size == (480, 320)
+    sky_rgba, lighting = (np.asarray(Image.open(tmp_path / "layers" / f"a_{n}.png")) for n in ("sky", "lighting"))
+    assert sky_rgba.shape == lighting.shape == (320, 480, 4)
+    # The editor stack (original, new sky with the matte as alpha, lighting) is the composite.
+    composite = run_cli("batch", src, "-o", tmp_path / "comp", "--sky", "overcast", "--format", "png")
+    assert composite.returncode == 0, composite.stderr
+    original = np.asarray(Image.open(src / "a.jpg").convert("RGB"))
+    below = to_u8(sky_over_original(original, sky_rgba[..., :3], sky_rgba[..., 3]))
+    error = np.abs(normal_blend(below, lighting).astype(int) - np.asarray(Image.open(tmp_path / "comp" / "a.png")))
+    assert error.max() <= 3 and error.mean() < 0.3
+    assert lighting[..., 3][sky_rgba[..., 3] == 0].mean() > 0  # the default harmonisation relights the foreground
     again = run_cli("batch", src, "-o", tmp_path / "layers", "--sky", "overcast", "--output", "layers")
     assert "0 written, 1 skipped" in again.stderr
 

@@ -1,32 +1,49 @@
-"""``clnsod train`` on real photos: a few steps, exact resume, and DDP with 2 CPU processes."""
+"""``clnsod train`` on real photos: a few steps, exact resume, DDP with 2 CPU processes, and ``train()``
+reporting through its callback instead of printing."""
 
 from __future__ import annotations
 
-import os
+import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from cli_runner import run_cli
 
-from clnsod_core.weights_io import load_model
+from clnsod_core.options import DEVICES
+from clnsod_core.weights.format import load_model
 
-TRAIN = [sys.executable, "-m", "clnsod_core.cli", "train"]
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def train(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TRAIN, *map(str, args)], capture_output=True, text=True, timeout=600, env=ENV)
+    return run_cli("train", *args, env=ONE_THREAD, timeout=600)
 
 
 def state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+def indexed_copy(tiny_dataset: Path, root: Path, train_count: int, val_count: int) -> Path:
+    """``tiny_dataset`` as an index.jsonl dataset with a validation split (the folder layout has none)."""
+    root.mkdir()
+    (root / "mine").symlink_to(tiny_dataset, target_is_directory=True)
+    ids = sorted(p.stem for p in (tiny_dataset / "images").iterdir())[: train_count + val_count]
+    rows = [{"dataset": "mine", "id": sid, "split": "train" if n < train_count else "val",
+             "void": (tiny_dataset / "void" / f"{sid}.png").is_file()} for n, sid in enumerate(ids)]
+    (root / "index.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root
+
+
 def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path) -> None:
     common = ["--data", tiny_dataset, "--batch-size", "2", "--epochs", "2", "--checkpoint-every", "2", "--threads", "1"]
     straight = train(*common, "--out", tmp_path / "a", "--max-steps", "4")
     assert straight.returncode == 0, straight.stderr
+    assert "loaded 12 train / 0 val samples" in straight.stderr and "epoch 1/2 loss " in straight.stderr
+    assert "Warning" not in straight.stderr and "Traceback" not in straight.stderr
     first = train(*common, "--out", tmp_path / "b", "--max-steps", "2")
     assert first.returncode == 0, first.stderr
     resumed = train(*common, "--out", tmp_path / "b", "--max-steps", "4", "--resume")
@@ -51,13 +68,13 @@ def test_truncated_checkpoint_is_detected(tiny_dataset: Path, tmp_path: Path) ->
 
 
 def test_ddp_two_cpu_processes(tiny_dataset: Path, tmp_path: Path) -> None:
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "clnsod_core.cli", "train", "--data", str(tiny_dataset), "--out", str(tmp_path / "ddp"),
-        "--batch-size", "2", "--max-steps", "3", "--threads", "1", "--init", "imagenet", "--no-context",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
+    # torchrun starts the same ``-m clnsod_core.frontends.cli`` that cli_runner runs, once per process.
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = run_cli("train", "--data", tiny_dataset, "--out", tmp_path / "ddp", "--batch-size", "2", "--max-steps", "3",
+                     "--threads", "1", "--init", "imagenet", "--no-context", launcher=torchrun, env=ONE_THREAD,
+                     timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("loaded 12 train") == 1  # only the main process reports
     log = (tmp_path / "ddp" / "train.log").read_text()
     assert "2 process(es) on cpu" in log
     ckpt = torch.load(tmp_path / "ddp" / "last.pt", map_location="cpu", weights_only=True)
@@ -71,13 +88,53 @@ def test_no_context_conflicts_with_context_weights(tiny_dataset: Path, tmp_path:
     assert "these weights have the context-aware map" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_device_choices_are_the_cores(tiny_dataset: Path, tmp_path: Path) -> None:
+    shown = run_cli("train", "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert "|".join(DEVICES) in shown.stdout
+    if not torch.cuda.is_available():
+        missing = train("--data", tiny_dataset, "--out", tmp_path / "x", "--device", "cuda")
+        assert missing.returncode == 2 and "no CUDA GPU" in missing.stderr
+
+
+def test_train_reports_through_the_callback_and_prints_nothing(
+    tiny_dataset: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """In-process ``train()``: one epoch of two steps, then validation; every event reaches the callback
+    in order, nothing reaches stdout/stderr, train.log and metrics.jsonl are still written."""
+    from clnsod_core.masking.inference import embedded_weights_path
+    from trainer.train import TrainConfig, TrainEvent
+    from trainer.train import train as train_in_process
+
+    data = indexed_copy(tiny_dataset, tmp_path / "indexed", train_count=4, val_count=2)
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=[str(data)], out=str(out), epochs=1, batch_size=2, imagenet_init=False,
+                      init_weights=str(embedded_weights_path()))
+    events: list[TrainEvent] = []
+    capfd.readouterr()
+    metrics = train_in_process(cfg, on_event=events.append)
+    printed = capfd.readouterr()
+    assert printed.out == "" and printed.err == ""
+
+    assert [e.kind for e in events] == ["loaded", "step", "step", "validation", "checkpoint", "done"]
+    loaded, first, second, validation, _, done = events
+    assert loaded.message.startswith("loaded 4 train / 2 val samples") and loaded.step == 0
+    assert [first.step, second.step] == [1, 2] and all(e.total_steps == 2 and e.epochs == 1 for e in events)
+    assert all(e.loss is not None and math.isfinite(e.loss) for e in (first, second))
+    assert validation.metrics is not None and set(validation.metrics) == {"mine"}
+    assert validation.message.startswith("validation epoch 1: mine: IoU=")
+    assert done.metrics == metrics == validation.metrics and str(out / "weights.pt") in done.message
+    assert "loaded 4 train / 2 val samples" in (out / "train.log").read_text()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
 def test_freeze_norm_keeps_the_start_weights_batchnorm_statistics(landscape_photo: Path) -> None:
     """One real training step on a real photo: with --freeze-norm the BatchNorm running statistics
     of the embedded weights stay as they were; without it they move."""
     import numpy as np
     from PIL import Image
 
-    from clnsod_core.registry import resolve_weights
+    from clnsod_core.weights.registry import resolve_weights
     from trainer.data import Sample, SampleRef
     from trainer.train import set_training_mode, validate
 

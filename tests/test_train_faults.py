@@ -7,21 +7,20 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from cli_runner import CLI, run_cli
 from PIL import Image
 
-TRAIN = [sys.executable, "-m", "clnsod_core.cli", "train"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 TINY = ["--batch-size", "2", "--epochs", "2", "--threads", "1", "--no-validate"]
 
 
 def train(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TRAIN, *map(str, args)], capture_output=True, text=True, timeout=600, env=ENV)
+    return run_cli("train", *args, env=ONE_THREAD, timeout=600)
 
 
 def copy_dataset(src: Path, dst: Path, count: int = 6) -> Path:
@@ -101,10 +100,11 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_dataset: Path, tmp
     common = ["--data", tiny_dataset, *TINY, "--checkpoint-every", "1", "--max-steps", "6"]
     straight = train(*common, "--out", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
+    assert "Warning" not in straight.stderr
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen([*TRAIN, *map(str, common), "--out", str(run)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+    proc = subprocess.Popen([*CLI, "train", *map(str, common), "--out", str(run)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, **ONE_THREAD}, start_new_session=True)
     deadline = time.monotonic() + 300
     try:
         while checkpoint_step(run / "last.pt") < 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,11 +11,22 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from clnsod_core.download import DownloadError, DownloadPolicy, download_verified, sha256_of
-from clnsod_core.registry import DEFAULT_WEIGHTS, REGISTRY, embedded_path, resolve_weights
-from clnsod_core.weights_io import WeightsError, load_model
+from cli_runner import run_cli
 from weights_server import WeightsServer
+
+from clnsod_core.weights.download import (
+    DownloadError,
+    DownloadPolicy,
+    download_verified,
+    sha256_of,
+)
+from clnsod_core.weights.format import WeightsError, load_model
+from clnsod_core.weights.registry import (
+    DEFAULT_WEIGHTS,
+    REGISTRY,
+    embedded_path,
+    resolve_weights,
+)
 
 FAST = DownloadPolicy(connect_timeout=2, read_timeout=1, retries=1, backoff=0.05)
 DEFAULT = REGISTRY[DEFAULT_WEIGHTS]
@@ -38,16 +50,15 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(*args: str, cache_root: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLNSOD_CACHE_DIR": str(cache_root), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "clnsod_core.cli", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return run_cli(*args, env={"CLNSOD_CACHE_DIR": str(cache_root)})
 
 
 def test_registry_entries_are_complete() -> None:
     for entry in REGISTRY.values():
-        assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
+        assert re.fullmatch("[0-9a-f]{64}", entry.sha256), entry.name
         assert entry.size > 0 and entry.url.startswith("https://") and entry.licence and entry.description
-        assert entry.input_size == 320
+        if entry.embedded:  # the files at hand: what the registry says about them must be what they hold
+            assert load_model(embedded_path(entry)).config.input_size == entry.input_size
     assert DEFAULT.embedded and sha256_of(embedded_path(DEFAULT)) == DEFAULT.sha256
     assert embedded_path(DEFAULT).stat().st_size == DEFAULT.size
 
@@ -109,7 +120,7 @@ def test_stalled_server_times_out(server: WeightsServer, cache: Path) -> None:
 
 def test_two_concurrent_downloads_end_with_one_good_file(server: WeightsServer, cache: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from clnsod_core.download import download_verified;"
+        "import sys; from pathlib import Path; from clnsod_core.weights.download import download_verified;"
         "download_verified(sys.argv[1], Path(sys.argv[2]), sys.argv[3])"
     )
     dest = cache / "w.pt"

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from clnsod_core.preprocess import resize_rgb
+from clnsod_core.network.preprocess import resize_rgb
 
 from .data import Sample
 from .draws import chance, uniform

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from clnsod_core.weights_io import WeightsError, load_model, read_weights, save_weights
+from clnsod_core.weights.format import WeightsError, load_model, read_weights, save_weights
 
 
 def blend_state(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:

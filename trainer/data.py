@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from clnsod_core.jobs import IMAGE_SUFFIXES
-from clnsod_core.labels import SOFT_MARKER
+from clnsod_core.imaging.io import IMAGE_SUFFIXES
+from clnsod_core.masking.labels import SOFT_MARKER
 
 
 class DatasetError(ValueError):

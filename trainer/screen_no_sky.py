@@ -18,8 +18,8 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from clnsod_core.inference import SkyMasker
-from clnsod_core.jobs import IMAGE_SUFFIXES
+from clnsod_core.imaging.io import IMAGE_SUFFIXES
+from clnsod_core.masking.inference import SkyMasker
 
 
 def sky_evidence(image: np.ndarray, prob: np.ndarray) -> tuple[float, float]:

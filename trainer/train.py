@@ -1,8 +1,14 @@
 """Training loop for CLN-SOD: AdamW, warm-up + cosine, validation, atomic resumable checkpoints.
 
-Runs as one process or under ``torchrun`` (DDP: gloo on CPU, nccl on CUDA). Sample order is
-a permutation seeded by (seed, epoch) and each sample's augmentation generator is seeded by
-(seed, epoch, step, rank, slot), so ``--resume`` replays exactly what an uninterrupted run does.
+Runs as one process or under ``torchrun`` (DDP: gloo on CPU, nccl on CUDA, one GPU per process).
+Sample order is a permutation seeded by (seed, epoch) and each sample's augmentation generator is
+seeded by (seed, epoch, step, rank, slot), so ``--resume`` replays exactly what an uninterrupted
+run does.
+
+``train()`` is a short loop over ``set_up``, ``train_step``, ``run_validation``,
+``save_checkpoint`` and ``finish``. It prints nothing: it writes OUT/train.log and
+OUT/metrics.jsonl, and reports progress as ``TrainEvent``s to an ``on_event`` callback, which the
+``clnsod train`` command renders and other callers may ignore.
 """
 
 from __future__ import annotations
@@ -12,32 +18,39 @@ import logging
 import math
 import os
 import random
-import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal
 
-import click
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from clnsod_core.backbone import load_imagenet_lite0
-from clnsod_core.config import ModelConfig
-from clnsod_core.imageio import remove_stale_parts
-from clnsod_core.inference import predict_working_size, upsample_probability
-from clnsod_core.losses import clnsod_loss
-from clnsod_core.metrics import MetricAccumulator
-from clnsod_core.model import CLNSOD
-from clnsod_core.weights_io import WeightsError, atomic_torch_save, load_model, save_weights
+from clnsod_core.files import remove_stale_parts
+from clnsod_core.masking.inference import predict_working_size, upsample_probability
+from clnsod_core.masking.metrics import MetricAccumulator
+from clnsod_core.network.backbones import get_backbone
+from clnsod_core.network.config import ModelConfig
+from clnsod_core.network.losses import clnsod_loss
+from clnsod_core.network.model import CLNSOD
+from clnsod_core.runtime import resolve_device
+from clnsod_core.weights.format import WeightsError, load_model, save_torch, save_weights
 
 from .augment import AugmentConfig, augment, pure_sky_band
-from .data import DatasetError, Sample, index_data_dir, index_no_sky, load_samples, read_exclusion_list
+from .data import DatasetError, Sample, SampleRef, index_data_dir, index_no_sky, load_samples, read_exclusion_list
 
 log = logging.getLogger("clnsod.train")
 CHECKPOINT_NAME = "last.pt"
+LOG_NAME = "train.log"
+METRICS_NAME = "metrics.jsonl"
+WEIGHTS_NAME = "weights.pt"
+
+Metrics = dict[str, dict[str, float]]  # dataset name -> IoU, MAE, maxF, ... (see ``validate``)
+EventKind = Literal["loaded", "step", "validation", "checkpoint", "done"]
 
 
 @dataclass
@@ -59,15 +72,36 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     threads: int = 0  # 0: leave torch's default
-    amp: bool = True  # fp16 autocast on CUDA; bf16 on CPUs with native bf16 (see cpu_has_native_bf16)
+    amp: bool = True  # fp16 autocast on CUDA; bf16 on CPUs with native bf16 (see cpu_has_native_bf16); never on MPS
     imagenet_init: bool = True
     init_weights: str | None = None  # fine-tune from a CLN-SOD weights file
-    device: str = "auto"
+    device: str = "auto"  # one of clnsod_core.options.DEVICES
     max_steps: int | None = None  # stop early (tests, smoke runs); schedule still spans all epochs
     validate: bool = True
     freeze_norm: bool = False  # keep BatchNorm statistics of the start weights (fine-tuning on new data)
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
     augment: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """One piece of progress, handed to ``train``'s ``on_event`` (by the main process only under DDP),
+    so that the caller decides how to show it and ``train`` itself never prints.
+
+    ``loaded``: set-up is done, ``step`` is where training starts (0, or the resumed step);
+    ``step``: one optimiser step is done, ``loss`` is its total loss; ``validation``: ``metrics``
+    of the epoch that just ended; ``checkpoint``: OUT/last.pt was written; ``done``: OUT/weights.pt
+    was written, ``metrics`` are the last validation's (empty without validation).
+    """
+
+    kind: EventKind
+    step: int  # optimiser steps done so far
+    total_steps: int  # the step this run stops at: the schedule's length, or --max-steps if smaller
+    epoch: int  # 1-based epoch of the latest step (1 before the first)
+    epochs: int
+    loss: float | None = None
+    metrics: Metrics | None = None
+    message: str = ""  # the line(s) written to train.log for this event, if any
 
 
 @dataclass
@@ -81,23 +115,45 @@ class DistInfo:
         return self.rank == 0
 
 
-def _setup_distributed(device_kind: str) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    backend = "nccl" if device_kind == "cuda" else "gloo"
-    dist.init_process_group(backend=backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+@dataclass
+class TrainingRun:
+    """Everything a training job holds between steps: made by ``set_up``, advanced by ``train_step``."""
 
+    cfg: TrainConfig  # the effective configuration (a resumed run takes the checkpoint's)
+    out: Path
+    dist: DistInfo
+    device: torch.device
+    samples: list[Sample]
+    val_samples: list[Sample]  # empty on every process but the main one, and without validation
+    donors: list[np.ndarray]  # pure sky bands pasted into other photos by the augmentation
+    views: list[Sample]  # photos with some sky, pasted as window views into interiors
+    aug: AugmentConfig
+    size: int  # the network's input size
+    model: CLNSOD
+    net: torch.nn.Module  # ``model``, wrapped in DistributedDataParallel when world > 1
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    autocast_dtype: torch.dtype | None  # None: no autocast (fp32)
+    steps_per_epoch: int
+    total_steps: int  # the schedule's length
+    last_step: int  # where this run stops (``max_steps`` may end it early)
+    on_event: Callable[[TrainEvent], None] | None
+    log_handler: logging.Handler | None  # OUT/train.log (main process only)
+    global_step: int = 0
+    checkpoint_step: int | None = None  # the step OUT/last.pt holds, when this run wrote it
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per validation
+    window_loss: float = 0.0  # sums over the steps since the last progress line in train.log
+    window_steps: int = 0
+    window_start: float = 0.0
 
-def _pick_device(requested: str, info: DistInfo) -> torch.device:
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but CUDA is not available")
-        return torch.device("cuda", info.local_rank)
-    return torch.device(requested)
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.batch_size * self.dist.world
 
 
 def cpu_has_native_bf16() -> bool:
@@ -179,7 +235,7 @@ def set_training_mode(model: torch.nn.Module, freeze_norm: bool) -> None:
                 module.eval()
 
 
-def validate(model: CLNSOD, samples: list[Sample], device: torch.device) -> dict[str, dict[str, float]]:
+def validate(model: CLNSOD, samples: list[Sample], device: torch.device) -> Metrics:
     """Per-dataset IoU / MAE / maxF of raw probabilities at each photo's original size; afterwards every
     layer is back in the mode it was in (frozen BatchNorm layers stay frozen)."""
     modes = [(module, module.training) for module in model.modules()]
@@ -232,8 +288,8 @@ def _batches(
         yield pos, order[first : first + batch]
 
 
-def _collect_refs(cfg: TrainConfig, split: str) -> list:
-    refs = []
+def _collect_refs(cfg: TrainConfig, split: str) -> list[SampleRef]:
+    refs: list[SampleRef] = []
     for root in cfg.data:
         refs.extend(index_data_dir(Path(root), split))
     excluded: set[str] = set()
@@ -244,163 +300,302 @@ def _collect_refs(cfg: TrainConfig, split: str) -> list:
     return refs
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a training job; returns the final validation metrics (may be empty)."""
-    out = Path(cfg.out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device_kind = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    info = _setup_distributed(device_kind)
-    device = _pick_device(cfg.device, info)
+def _start_processes(device_name: str) -> tuple[DistInfo, torch.device]:
+    """This process's rank and device; under torchrun also joins the process group, each process
+    on its own CUDA device (LOCAL_RANK)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, index=local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    out.mkdir(parents=True, exist_ok=True)
-    if info.is_main:
-        _configure_logging(out / "train.log")
-        remove_stale_parts(out)  # a checkpoint half-written when an earlier run was killed
-    checkpoint_path = out / CHECKPOINT_NAME
-    state: dict[str, Any] | None = None
-    if resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        state = load_checkpoint(checkpoint_path)
-        saved = {"no_sky": [], "exclude": [], **state["train_config"]}  # older checkpoints lack these
-        for key in ("data", "no_sky", "exclude", "batch_size", "seed", "model", "epochs"):
-            if saved[key] != asdict(cfg)[key]:
-                log.warning("resume: %s differs from the checkpoint (%r vs %r); using the checkpoint's", key, asdict(cfg)[key], saved[key])
-        cfg = TrainConfig(**{**saved, "out": cfg.out, "max_steps": cfg.max_steps, "threads": cfg.threads})
+    if world <= 1:
+        return DistInfo(), device
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank), device
 
-    init_model = load_model(Path(cfg.init_weights)) if state is None and cfg.init_weights else None
-    if init_model is not None:
-        # Fine-tuning keeps the architecture of the weights it starts from.
-        wanted = cfg.model.get("use_context_prior")
-        if wanted is not None and wanted != init_model.config.use_context_prior:
-            raise WeightsError(f"{cfg.init_weights}: these weights {'have' if not wanted else 'lack'} the context-aware map; "
-                               "drop --no-context or start from other weights")
-        cfg = TrainConfig(**{**asdict(cfg), "model": init_model.config.to_dict()})
-    model_cfg = ModelConfig.from_dict(cfg.model)
-    aug_cfg = AugmentConfig(**cfg.augment)
-    size = model_cfg.input_size
-    train_refs = _collect_refs(cfg, "train")
-    if not train_refs:
-        raise DatasetError(f"no training samples found in {', '.join(cfg.data)}")
-    max_side = 2 * size
-    t0 = time.time()
-    samples = load_samples(train_refs, max_side)
-    val_samples = load_samples(_collect_refs(cfg, "val")) if cfg.validate and info.is_main else []
-    donors = [band for band in (pure_sky_band(s) for s in samples) if band is not None]
-    views = [s for s in samples if s.ref.mask is not None and 0.1 <= float((s.mask > 127).mean()) <= 0.9]
-    if info.is_main:
-        log.info("loaded %d train / %d val samples (%d sky donors, %d window views) in %.1fs; %d process(es) on %s",
-                 len(samples), len(val_samples), len(donors), len(views), time.time() - t0, info.world, device)
 
-    torch.manual_seed(cfg.seed)  # head initialisation
+def _autocast_dtype(amp: bool, device: torch.device) -> tuple[torch.dtype | None, str | None]:
+    """(autocast dtype or None for fp32, why autocast is off). fp16 on CUDA; bf16 only on CPUs that
+    compute it natively; never on MPS (its autocast is missing or partial in the torch versions we allow)."""
+    if not amp:
+        return None, None
+    if device.type == "cuda":
+        return torch.float16, None
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16, None
+    if device.type == "cpu":
+        return None, ("bf16 autocast off: this CPU has no native bf16 (emulated bf16 trains ~7x slower); "
+                      "training in fp32")
+    return None, f"autocast off on {device.type}: training in fp32"
+
+
+def _open_log(path: Path) -> logging.Handler:
+    """Send the ``clnsod`` loggers to ``path`` for this run (and nowhere else: train() prints nothing)."""
+    logger = logging.getLogger("clnsod")
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+def _close_log(handler: logging.Handler | None) -> None:
+    """Detach the run's log file, so a later run in the same process does not write into it."""
+    if handler is not None:
+        logging.getLogger("clnsod").removeHandler(handler)
+        handler.close()
+
+
+def _note(lines: list[str], is_main: bool, text: str, level: int = logging.INFO) -> None:
+    """Log a set-up line (main process only) and keep it for the ``loaded`` event."""
+    if is_main:
+        log.log(level, "%s", text)
+        lines.append(text)
+
+
+def _resume_config(
+    cfg: TrainConfig, resume: bool, checkpoint_path: Path, lines: list[str], is_main: bool
+) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """With ``resume``: the checkpoint and its configuration (only out, max_steps and threads come
+    from ``cfg``), so that the run continues exactly as it started."""
+    if not resume:
+        return cfg, None
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    state = load_checkpoint(checkpoint_path)
+    saved = {"no_sky": [], "exclude": [], **state["train_config"]}  # older checkpoints lack these
+    asked = asdict(cfg)
+    # The saved model config is complete; the one asked for names only what the user set (e.g. --no-context).
+    asked["model"] = {**saved["model"], **asked["model"]}
+    for key in ("data", "no_sky", "exclude", "batch_size", "seed", "model", "epochs"):
+        if saved[key] != asked[key]:
+            _note(lines, is_main, f"resume: {key} differs from the checkpoint ({asked[key]!r} vs {saved[key]!r}); "
+                  "using the checkpoint's", logging.WARNING)
+    return TrainConfig(**{**saved, "out": cfg.out, "max_steps": cfg.max_steps, "threads": cfg.threads}), state
+
+
+def _start_weights(cfg: TrainConfig, resuming: bool) -> tuple[TrainConfig, CLNSOD | None]:
+    """The CLN-SOD weights a new run fine-tunes from, if any; fine-tuning keeps their architecture."""
+    if resuming or not cfg.init_weights:
+        return cfg, None
+    init_model = load_model(Path(cfg.init_weights))
+    wanted = cfg.model.get("use_context_prior")
+    if wanted is not None and wanted != init_model.config.use_context_prior:
+        raise WeightsError(f"{cfg.init_weights}: these weights {'have' if not wanted else 'lack'} the "
+                           "context-aware map; drop --no-context or start from other weights")
+    return TrainConfig(**{**asdict(cfg), "model": init_model.config.to_dict()}), init_model
+
+
+def _build_model(model_cfg: ModelConfig, cfg: TrainConfig, init_model: CLNSOD | None, resuming: bool) -> CLNSOD:
+    """A seeded network (the seed fixes the heads' initialisation) with its start weights; a resumed
+    run's weights come from the checkpoint later."""
+    torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     model = CLNSOD(model_cfg)
-    if state is None:
+    if not resuming:
         if init_model is not None:
             model.load_state_dict(init_model.state_dict())
         elif cfg.imagenet_init:
-            model.backbone.load_imagenet(load_imagenet_lite0())
-    model.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg))
-    global_batch = cfg.batch_size * info.world
-    steps_per_epoch = len(samples) // global_batch
-    if steps_per_epoch == 0:
-        raise DatasetError(f"{len(samples)} training samples is fewer than one batch of {global_batch}")
-    total_steps = steps_per_epoch * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+            get_backbone(model_cfg.backbone).load_imagenet(model.backbone)
+    return model
+
+
+def set_up(
+    cfg: TrainConfig, resume: bool = False, on_event: Callable[[TrainEvent], None] | None = None
+) -> TrainingRun:
+    """Everything before the first step: processes and device, OUT/train.log, configuration (the
+    checkpoint's when resuming), samples, model, optimiser and schedule, restored state. Ends with
+    the ``loaded`` event."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info, device = _start_processes(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = _open_log(out / LOG_NAME) if info.is_main else None
+    try:
+        if info.is_main:
+            remove_stale_parts(out)  # a checkpoint half-written when an earlier run was killed
+        lines: list[str] = []
+        checkpoint_path = out / CHECKPOINT_NAME
+        cfg, state = _resume_config(cfg, resume, checkpoint_path, lines, info.is_main)
+        cfg, init_model = _start_weights(cfg, state is not None)
+        model_cfg = ModelConfig.from_dict(cfg.model)
+        train_refs = _collect_refs(cfg, "train")
+        if not train_refs:
+            raise DatasetError(f"no training samples found in {', '.join(cfg.data)}")
+        started = time.time()
+        samples = load_samples(train_refs, 2 * model_cfg.input_size)
+        val_samples = load_samples(_collect_refs(cfg, "val")) if cfg.validate and info.is_main else []
+        donors = [band for band in (pure_sky_band(s) for s in samples) if band is not None]
+        views = [s for s in samples if s.ref.mask is not None and 0.1 <= float((s.mask > 127).mean()) <= 0.9]
+        _note(lines, info.is_main, f"loaded {len(samples)} train / {len(val_samples)} val samples "
+              f"({len(donors)} sky donors, {len(views)} window views) in {time.time() - started:.1f}s; "
+              f"{info.world} process(es) on {device}")
+
+        model = _build_model(model_cfg, cfg, init_model, state is not None)
+        model.to(device)
+        optimizer = torch.optim.AdamW(_param_groups(model, cfg))
+        global_batch = cfg.batch_size * info.world
+        steps_per_epoch = len(samples) // global_batch
+        if steps_per_epoch == 0:
+            raise DatasetError(f"{len(samples)} training samples is fewer than one batch of {global_batch}")
+        total_steps = steps_per_epoch * cfg.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        )
+        global_step, history = 0, []
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            global_step, history = state["global_step"], state["history"]
+            _restore_rng(state["rng"])
+            _note(lines, info.is_main, f"resumed from {checkpoint_path} at step {global_step}")
+        net: torch.nn.Module = model
+        if info.world > 1:
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        autocast_dtype, autocast_off = _autocast_dtype(cfg.amp, device)
+        if autocast_off:
+            _note(lines, info.is_main, autocast_off)
+        run = TrainingRun(
+            cfg=cfg, out=out, dist=info, device=device, samples=samples, val_samples=val_samples, donors=donors,
+            views=views, aug=AugmentConfig(**cfg.augment), size=model_cfg.input_size, model=model, net=net,
+            optimizer=optimizer, scheduler=scheduler,
+            scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16),
+            autocast_dtype=autocast_dtype, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+            last_step=total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps),
+            on_event=on_event, log_handler=handler, global_step=global_step, history=history,
+        )
+        set_training_mode(model, cfg.freeze_norm)
+        run.window_start = time.time()
+        _emit(run, "loaded", message="\n".join(lines))
+        return run
+    except BaseException:
+        _close_log(handler)
+        raise
+
+
+def train_step(run: TrainingRun, indices: list[int]) -> dict[str, float]:
+    """One optimiser step on the samples at ``indices`` (this process's share of the global batch);
+    returns the loss terms."""
+    epoch = run.global_step // run.steps_per_epoch
+    images, masks, voids = _make_batch(run.samples, indices, run.donors, run.views, run.size, run.aug,
+                                       (run.cfg.seed, epoch, run.global_step, run.dist.rank))
+    images, masks, voids = images.to(run.device), masks.to(run.device), voids.to(run.device)
+    autocast = (torch.autocast(device_type=run.device.type, dtype=run.autocast_dtype)
+                if run.autocast_dtype is not None else nullcontext())
+    with autocast:
+        output = run.net(images)
+    losses = clnsod_loss(output.logits, output.context_map, masks, voids,
+                         run.cfg.affinity_weight, run.cfg.global_weight)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(losses["total"]).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.global_step += 1
+    return {name: value.item() for name, value in losses.items()}
+
+
+def report_step(run: TrainingRun, losses: dict[str, float]) -> None:
+    """The ``step`` event, and every ``log_every`` steps a line in train.log with the mean loss,
+    learning rate and speed since the previous line."""
+    run.window_loss += losses["total"]
+    run.window_steps += 1
+    if run.dist.is_main and run.global_step % run.cfg.log_every == 0:
+        parts = " ".join(f"{name}={value:.4f}" for name, value in losses.items())
+        rate = run.window_steps * run.global_batch / max(1e-9, time.time() - run.window_start)
+        log.info("step %d/%d epoch %d %s mean_total=%.4f lr=%.2e %.1f img/s", run.global_step, run.total_steps,
+                 _epoch(run), parts, run.window_loss / run.window_steps, run.scheduler.get_last_lr()[-1], rate)
+        run.window_loss, run.window_steps, run.window_start = 0.0, 0, time.time()
+    _emit(run, "step", loss=losses["total"])
+
+
+def run_validation(run: TrainingRun, epoch: int) -> Metrics:
+    """Validate after the last step of ``epoch`` (0-based): history, train.log, metrics.jsonl, event."""
+    metrics = validate(run.model, run.val_samples, run.device)
+    run.history.append({"epoch": epoch + 1, "step": run.global_step, "val": metrics})
+    message = f"validation epoch {epoch + 1}: {_format_metrics(metrics)}"
+    log.info("%s", message)
+    with open(run.out / METRICS_NAME, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(run.history[-1]) + "\n")
+    _emit(run, "validation", metrics=metrics, message=message)
+    return metrics
+
+
+def save_checkpoint(run: TrainingRun) -> None:
+    """Write OUT/last.pt atomically (main process): everything ``--resume`` needs to replay exactly."""
+    if not run.dist.is_main:
+        return
+    save_torch(
+        {
+            "global_step": run.global_step,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "history": run.history,
+            "train_config": asdict(run.cfg),
+        },
+        run.checkpoint_path,
     )
-    global_step, history = 0, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        global_step, history = state["global_step"], state["history"]
-        _restore_rng(state["rng"])
-        if info.is_main:
-            log.info("resumed from %s at step %d", checkpoint_path, global_step)
-    net: torch.nn.Module = model
-    if info.world > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    use_amp = cfg.amp and (device.type == "cuda" or cpu_has_native_bf16())
-    if cfg.amp and not use_amp and info.is_main:
-        log.info("bf16 autocast off: this CPU has no native bf16 (emulated bf16 trains ~7x slower); training in fp32")
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    run.checkpoint_step = run.global_step
+    _emit(run, "checkpoint")
 
-    def save_checkpoint() -> None:
-        if info.is_main:
-            atomic_torch_save(
-                {
-                    "global_step": global_step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(),
-                    "history": history,
-                    "train_config": asdict(cfg),
-                },
-                checkpoint_path,
-            )
 
-    last_step = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
-    bar = None
-    if progress and info.is_main:
-        bar = click.progressbar(length=last_step, label="training", file=sys.stderr, show_pos=True, show_eta=True)
-        bar.update(global_step)
-    set_training_mode(model, cfg.freeze_norm)
-    window_loss, window_n, window_t = 0.0, 0, time.time()
-    while global_step < last_step:
-        epoch, first_pos = divmod(global_step, steps_per_epoch)
-        order = _epoch_order(cfg.seed, epoch, len(samples))
-        for pos, indices in _batches(order, first_pos, steps_per_epoch, cfg.batch_size, info):
-            if global_step >= last_step:
-                break
-            images, masks, voids = _make_batch(samples, indices, donors, views, size, aug_cfg, (cfg.seed, epoch, global_step, info.rank))
-            images, masks, voids = images.to(device), masks.to(device), voids.to(device)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                output = net(images)
-            losses = clnsod_loss(output.logits, output.context_map, masks, voids, cfg.affinity_weight, cfg.global_weight)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["total"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            global_step += 1
-            window_loss += losses["total"].item()
-            window_n += 1
-            if bar is not None:
-                bar.label = f"epoch {epoch + 1}/{cfg.epochs} loss {losses['total'].item():.3f}"
-                bar.update(1)
-            if info.is_main and global_step % cfg.log_every == 0:
-                parts = " ".join(f"{k}={v.item():.4f}" for k, v in losses.items())
-                rate = window_n * global_batch / max(1e-9, time.time() - window_t)
-                log.info("step %d/%d epoch %d %s mean_total=%.4f lr=%.2e %.1f img/s", global_step, total_steps, epoch + 1,
-                         parts, window_loss / window_n, scheduler.get_last_lr()[-1], rate)
-                window_loss, window_n, window_t = 0.0, 0, time.time()
-            epoch_done = pos == steps_per_epoch - 1
-            if epoch_done and val_samples:
-                metrics = validate(model, val_samples, device)
-                history.append({"epoch": epoch + 1, "step": global_step, "val": metrics})
-                log.info("validation epoch %d: %s", epoch + 1, _format_metrics(metrics))
-                with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(history[-1]) + "\n")
-            if global_step % cfg.checkpoint_every == 0 or epoch_done:
-                save_checkpoint()
-    save_checkpoint()
-    if bar is not None:
-        bar.render_finish()
-    if info.is_main:
-        meta = {"global_step": global_step, "train_config": asdict(cfg), "val": history[-1]["val"] if history else {}}
-        save_weights(model, out / "weights.pt", meta)
-        log.info("wrote %s (fp16) after %d steps", out / "weights.pt", global_step)
-    if info.world > 1:
+def finish(run: TrainingRun) -> Metrics:
+    """Last checkpoint (unless the loop just wrote it), the final fp16 OUT/weights.pt and the ``done``
+    event; leaves the process group. Returns the last validation's metrics (empty without validation)."""
+    if run.checkpoint_step != run.global_step:
+        save_checkpoint(run)
+    final: Metrics = run.history[-1]["val"] if run.history else {}
+    if run.dist.is_main:
+        weights = run.out / WEIGHTS_NAME
+        meta = {"global_step": run.global_step, "train_config": asdict(run.cfg), "val": final}
+        save_weights(run.model, weights, meta)
+        message = f"wrote {weights} (fp16) after {run.global_step} steps"
+        log.info("%s", message)
+        _emit(run, "done", metrics=final, message=message)
+    if run.dist.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return history[-1]["val"] if history else {}
+    return final
+
+
+def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[TrainEvent], None] | None = None) -> Metrics:
+    """Run (or resume) a training job; returns the final validation metrics (may be empty).
+    Progress goes to ``on_event`` (see ``TrainEvent``) and to OUT/train.log, never to stdout/stderr."""
+    run = set_up(cfg, resume, on_event)
+    try:
+        while run.global_step < run.last_step:
+            epoch, first_pos = divmod(run.global_step, run.steps_per_epoch)
+            order = _epoch_order(run.cfg.seed, epoch, len(run.samples))
+            for pos, indices in _batches(order, first_pos, run.steps_per_epoch, run.cfg.batch_size, run.dist):
+                if run.global_step >= run.last_step:
+                    break
+                report_step(run, train_step(run, indices))
+                epoch_done = pos == run.steps_per_epoch - 1
+                if epoch_done and run.val_samples:
+                    run_validation(run, epoch)
+                if run.global_step % run.cfg.checkpoint_every == 0 or epoch_done:
+                    save_checkpoint(run)
+        return finish(run)
+    finally:
+        _close_log(run.log_handler)
+
+
+def _epoch(run: TrainingRun) -> int:
+    """1-based epoch of the latest step (1 before the first)."""
+    return min(max(run.global_step - 1, 0) // run.steps_per_epoch, run.cfg.epochs - 1) + 1
+
+
+def _emit(run: TrainingRun, kind: EventKind, loss: float | None = None, metrics: Metrics | None = None,
+          message: str = "") -> None:
+    """Hand an event to the caller; under DDP only the main process reports."""
+    if run.on_event is not None and run.dist.is_main:
+        run.on_event(TrainEvent(kind, run.global_step, run.last_step, _epoch(run), run.cfg.epochs,
+                                loss, metrics, message))
 
 
 def format_dataset_metrics(m: dict[str, float]) -> str:
@@ -412,16 +607,5 @@ def format_dataset_metrics(m: dict[str, float]) -> str:
     return text
 
 
-def _format_metrics(metrics: dict[str, dict[str, float]]) -> str:
+def _format_metrics(metrics: Metrics) -> str:
     return "; ".join(f"{name}: {format_dataset_metrics(m)}" for name, m in metrics.items())
-
-
-def _configure_logging(path: Path) -> None:
-    logger = logging.getLogger("clnsod")
-    if any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path.resolve()) for h in logger.handlers):
-        return
-    logger.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    for handler in (logging.FileHandler(path), logging.StreamHandler()):
-        handler.setFormatter(fmt)
-        logger.addHandler(handler)

@@ -3,28 +3,66 @@
 Shared by the Krita and GIMP plugins (``install_plugin.py`` copies it next to each). It finds
 the core's own Python, writes a job into a private temp folder, starts the core there, turns
 its output lines into events and reads the results back. No ML and no host API in here.
+
+The options (names, defaults, ranges, labels, presets, devices) are not written here: they come
+from the core as data (``options.json``, which ``install_plugin.py`` writes next to this file from
+``python -m clnsod_core.frontends.bridge --print-options``), so both dialogs always offer exactly
+what the core that will run accepts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-PROTOCOL = 1
-CORE_MODULE = "clnsod_core.host_bridge"
+PROTOCOL = 2
+CORE_MODULE = "clnsod_core.frontends.bridge"
 CORE_CONFIG = "core.json"  # written by install_plugin.py next to this file
+OPTIONS_FILE = "options.json"  # the core's option table, written by install_plugin.py next to this file
 PYTHON_OVERRIDE = "CLNSOD_CORE_PYTHON"
-PRESETS = ("clear-blue", "golden-hour", "sunset", "dramatic-clouds", "overcast", "night-stars")
-DEVICES = ("auto", "cpu", "cuda")
-MODES = ("replace", "mask")
+REINSTALL_HINT = "Run 'python install_plugin.py krita|gimp' again from the CLN-SOD folder."
 # Host variables that would make the core's Python load the editor's own libraries.
 _HOST_PYTHON_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "PYTHONNOUSERSITE")
+_KINDS = ("float", "int", "bool", "choice", "text")
+_DIALOG, _BRIDGE = "dialog", "bridge"
+
+
+class BridgeError(Exception):
+    """Something the user must be told, as one readable message."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One row of the core's option table (``clnsod_core/options.py``), as options.json holds it."""
+
+    name: str
+    kind: str  # "float", "int", "bool", "choice" or "text"
+    default: Any
+    group: str  # "job", "sky", "edge", "foreground", "model": how the dialogs group them
+    label: str
+    help: str
+    minimum: Optional[float]
+    maximum: Optional[float]
+    step: float
+    decimals: int
+    choices: Tuple[str, ...]
+    surfaces: Tuple[str, ...]  # subset of "cli", "bridge", "dialog"
+
+    @property
+    def in_dialog(self) -> bool:
+        return _DIALOG in self.surfaces
+
+    @property
+    def in_request(self) -> bool:
+        """The request may carry it ("dialog" implies "bridge": the dialogs send what they show)."""
+        return _BRIDGE in self.surfaces or _DIALOG in self.surfaces
 
 
 @dataclass(frozen=True)
@@ -39,33 +77,178 @@ class NumberOption:
     step: float
     decimals: int
     tooltip: str
+    group: str
+    whole: bool  # an "int" option: sent as a whole number
+
+    def from_widget(self, value: float) -> Union[int, float]:
+        """A spin box's value as the request carries it (spin boxes hold floats)."""
+        return round(value) if self.whole else float(value)
 
 
-NUMBER_OPTIONS: Tuple[NumberOption, ...] = (
-    NumberOption("edge_shift", "Edge shift (px)", -500, 500, 0.0, 1, 1, "Grow (+) or shrink (-) the sky."),
-    NumberOption("edge_fade", "Edge fade (px)", 0, 500, 0.0, 1, 1, "Feather the sky edge."),
-    NumberOption("recolour", "Foreground recolour", 0, 1, 0.35, 0.05, 2, "Shift the foreground's colour toward the new sky."),
-    NumberOption("relight", "Foreground relight", 0, 1, 0.4, 0.05, 2, "Match the foreground's brightness to the new sky."),
-    NumberOption("sky_scale", "Sky scale", 1, 10, 1.0, 0.1, 2, "Zoom into the sky (1 = just covers the sky region)."),
-    NumberOption("sky_shift_x", "Sky shift x", -1, 1, 0.0, 0.02, 2, "Move the sky sideways (fraction of the width)."),
-    NumberOption("sky_shift_y", "Sky shift y", -1, 1, 0.0, 0.02, 2, "Move the sky down (+) or up (-) (fraction of the height)."),
-    NumberOption("sky_brightness", "Sky brightness (stops)", -2, 2, 0.0, 0.1, 1, "Sky exposure."),
-    NumberOption("sky_temperature", "Sky temperature", -1, 1, 0.0, 0.05, 2, "Cooler (-) or warmer (+) sky."),
-    NumberOption("halo", "Edge glow", 0, 1, 0.0, 0.05, 2, "Soft sky-coloured light on the foreground at the sky line."),
-)
-DEFAULT_OPTIONS: Dict[str, object] = {
-    "mode": "replace",
-    "sky": "sunset",
-    "sky_flip": False,
-    "device": "auto",
-    "seed": 0,
-    "weights": None,
-    **{option.key: option.default for option in NUMBER_OPTIONS},
-}
+def _number_text(value: float) -> str:
+    """Range bounds as people write them: 2147483647, not 2.14748e+09."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-class BridgeError(Exception):
-    """Something the user must be told, as one readable message."""
+def _spec_from_data(row: object) -> OptionSpec:
+    """One option of options.json, type-checked; ValueError naming what is wrong."""
+    if not isinstance(row, dict):
+        raise ValueError("an option is not a JSON object")
+    name = row.get("name")
+    if not isinstance(name, str) or row.get("kind") not in _KINDS:
+        raise ValueError(f"option {name!r} has no valid name or kind")
+    for key in ("group", "label", "help"):
+        if not isinstance(row.get(key), str):
+            raise ValueError(f"option {name}: {key} must be text")
+    choices, surfaces = row.get("choices", []), row.get("surfaces")
+    if not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+        raise ValueError(f"option {name}: choices must be a list of text")
+    if not (isinstance(surfaces, list) and all(isinstance(s, str) for s in surfaces)):
+        raise ValueError(f"option {name}: surfaces must be a list of text")
+    numbers: Dict[str, Optional[float]] = {}
+    for key in ("minimum", "maximum", "step", "decimals"):
+        value = row.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"option {name}: {key} must be a number")
+        numbers[key] = value
+    if row["kind"] in ("float", "int") and (numbers["minimum"] is None or numbers["maximum"] is None):
+        raise ValueError(f"option {name}: a number needs a minimum and a maximum")
+    return OptionSpec(name=name, kind=row["kind"], default=row.get("default"), group=row["group"], label=row["label"],
+                      help=row["help"], minimum=numbers["minimum"], maximum=numbers["maximum"],
+                      step=float(numbers["step"] if numbers["step"] is not None else 1),
+                      decimals=int(numbers["decimals"] or 0), choices=tuple(choices), surfaces=tuple(surfaces))
+
+
+class OptionTable:
+    """The core's options as the plugins use them: dialog widgets, defaults, checks, the digest.
+
+    Built from the JSON of ``python -m clnsod_core.frontends.bridge --print-options``; every
+    request carries ``digest`` so a core of another version refuses it instead of misreading it.
+    """
+
+    def __init__(self, options: Tuple[OptionSpec, ...], presets: Tuple[str, ...], digest: str) -> None:
+        self.options = options
+        self.presets = presets
+        self.digest = digest
+        self._by_name = {spec.name: spec for spec in options}
+        for required in ("mode", "sky", "device"):
+            if required not in self._by_name:
+                raise ValueError(f"the option {required!r} is missing")
+
+    @classmethod
+    def from_data(cls, data: object) -> "OptionTable":
+        """From the parsed options.json; BridgeError (telling to reinstall) if it is not one."""
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if data.get("protocol") != PROTOCOL:
+                raise ValueError(f"it is for protocol {data.get('protocol')!r}, this plugin speaks {PROTOCOL}")
+            digest, presets, rows = data.get("options_digest"), data.get("presets"), data.get("options")
+            if not isinstance(digest, str) or not digest:
+                raise ValueError("options_digest is missing")
+            if not (isinstance(presets, list) and presets and all(isinstance(p, str) for p in presets)):
+                raise ValueError("presets must be a list of names")
+            if not isinstance(rows, list):
+                raise ValueError("options must be a list")
+            table = cls(tuple(_spec_from_data(row) for row in rows), tuple(presets), digest)
+            for spec in table.request_options:
+                _checked(spec, spec.default)
+        except (ValueError, BridgeError) as exc:
+            raise BridgeError(f"the CLN-SOD option table is invalid ({exc}). {REINSTALL_HINT}") from None
+        return table
+
+    def option(self, name: str) -> OptionSpec:
+        return self._by_name[name]
+
+    @property
+    def request_options(self) -> Tuple[OptionSpec, ...]:
+        """The options a request may carry, in the core's order."""
+        return tuple(spec for spec in self.options if spec.in_request)
+
+    @property
+    def defaults(self) -> Dict[str, Any]:
+        """Default of every option a request may carry."""
+        return {spec.name: spec.default for spec in self.request_options}
+
+    @property
+    def dialog_keys(self) -> Tuple[str, ...]:
+        """The options the dialogs show (and the Krita plugin remembers)."""
+        return tuple(spec.name for spec in self.options if spec.in_dialog)
+
+    @property
+    def numbers(self) -> Tuple[NumberOption, ...]:
+        """The dialogs' number boxes: every float/int option the dialogs show."""
+        return tuple(NumberOption(spec.name, spec.label, float(spec.minimum), float(spec.maximum),  # type: ignore[arg-type]
+                                  float(spec.default), spec.step, spec.decimals, spec.help, spec.group,
+                                  spec.kind == "int")
+                     for spec in self.options if spec.in_dialog and spec.kind in ("float", "int"))
+
+    @property
+    def switches(self) -> Tuple[OptionSpec, ...]:
+        """The dialogs' check boxes: every bool option the dialogs show."""
+        return tuple(spec for spec in self.options if spec.in_dialog and spec.kind == "bool")
+
+    @property
+    def devices(self) -> Tuple[str, ...]:
+        return self.option("device").choices
+
+    @property
+    def modes(self) -> Tuple[str, ...]:
+        return self.option("mode").choices
+
+    def validate(self, options: Mapping[str, object]) -> Dict[str, Any]:
+        """Defaults filled in, unknown keys and unusable values refused with a readable message.
+
+        The same checks the core makes, so a mistake is reported in the editor before a job starts;
+        a sky file is made absolute because the core runs in another working folder.
+        """
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            raise BridgeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        merged = dict(self.defaults, **options)
+        for spec in self.request_options:
+            merged[spec.name] = _checked(spec, merged[spec.name])
+        sky = merged["sky"]
+        if merged["mode"] == "replace" and sky not in self.presets and not os.path.isfile(sky):
+            raise BridgeError(f"sky image not found: {sky}")
+        merged["sky"] = sky if sky in self.presets else os.path.abspath(sky)
+        return merged
+
+
+def _checked(spec: OptionSpec, value: object) -> Any:
+    """``value`` as the request must carry it; BridgeError with the option's label if unusable."""
+    if spec.kind in ("float", "int"):
+        bounds = f"between {_number_text(spec.minimum)} and {_number_text(spec.maximum)}"  # type: ignore[arg-type]
+        if spec.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or not spec.minimum <= value <= spec.maximum:  # type: ignore[operator]
+                raise BridgeError(f"{spec.label} must be a whole number {bounds}, got {value!r}")
+            return value
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or not spec.minimum <= value <= spec.maximum):  # type: ignore[operator]
+            raise BridgeError(f"{spec.label} must be {bounds}, got {value!r}")
+        return float(value)
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise BridgeError(f"{spec.label} must be true or false, got {value!r}")
+        return value
+    if value is None and spec.default is None:
+        return None
+    if not isinstance(value, str):
+        raise BridgeError(f"{spec.label} must be text, got {value!r}")
+    if spec.kind == "choice" and value not in spec.choices:
+        raise BridgeError(f"{spec.label} must be one of {', '.join(spec.choices)}, got {value!r}")
+    return value
+
+
+def load_option_table(plugin_dir: str) -> OptionTable:
+    """The option table install_plugin.py wrote next to the plugin; BridgeError telling to reinstall."""
+    path = os.path.join(plugin_dir, OPTIONS_FILE)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BridgeError(f"the CLN-SOD option table {path} is missing or unreadable ({exc}). {REINSTALL_HINT}") from None
+    return OptionTable.from_data(data)
 
 
 def plugin_dir_of(module_file: str) -> str:
@@ -97,33 +280,6 @@ def core_environment() -> Dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     return env
-
-
-def validate_options(options: Dict[str, object]) -> Dict[str, object]:
-    """Defaults filled in, unknown keys and out-of-range values refused with a readable message."""
-    unknown = set(options) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise BridgeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    merged = dict(DEFAULT_OPTIONS, **options)
-    for option in NUMBER_OPTIONS:
-        value = merged[option.key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not option.minimum <= value <= option.maximum:
-            raise BridgeError(f"{option.label} must be between {option.minimum:g} and {option.maximum:g}, got {value!r}")
-        merged[option.key] = float(value)
-    if merged["mode"] not in MODES:
-        raise BridgeError(f"mode must be one of {', '.join(MODES)}")
-    if merged["device"] not in DEVICES:
-        raise BridgeError(f"device must be one of {', '.join(DEVICES)}")
-    sky = str(merged["sky"])
-    if merged["mode"] == "replace" and sky not in PRESETS and not os.path.isfile(sky):
-        raise BridgeError(f"sky image not found: {sky}")
-    merged["sky"] = sky if sky in PRESETS else os.path.abspath(sky)
-    merged["sky_flip"] = bool(merged["sky_flip"])
-    if isinstance(merged["seed"], bool) or not isinstance(merged["seed"], int) or not 0 <= merged["seed"] < 2**31:
-        raise BridgeError(f"seed must be a whole number from 0 to {2**31 - 1}")
-    if merged["weights"] is not None and not isinstance(merged["weights"], str):
-        raise BridgeError("weights must be a registry name, file or URL")
-    return merged
 
 
 @dataclass(frozen=True)
@@ -164,14 +320,16 @@ def parse_event(line: str) -> Optional[Event]:
 class Job:
     """A private job folder holding one request; delete it with ``cleanup()``."""
 
-    def __init__(self, width: int, height: int, pixel_format: str, pixels: bytes, options: Dict[str, object]) -> None:
+    def __init__(self, width: int, height: int, pixel_format: str, pixels: bytes, options: Mapping[str, object],
+                 table: OptionTable) -> None:
         if len(pixels) != width * height * 4:
             raise BridgeError(f"internal error: {len(pixels)} bytes for a {width}x{height} RGBA image")
         self.width, self.height, self.pixel_format = width, height, pixel_format
-        self.options = validate_options(options)
+        self.options = table.validate(options)
         self.dir = tempfile.mkdtemp(prefix="clnsod-")  # 0700, owned by this user
         try:
-            request = dict(self.options, protocol=PROTOCOL, width=width, height=height, pixel_format=pixel_format)
+            request = dict(self.options, protocol=PROTOCOL, options_digest=table.digest, width=width, height=height,
+                           pixel_format=pixel_format)
             self._write("input.raw", pixels)
             self._write("request.json", json.dumps(request).encode("utf-8"))
         except OSError as exc:

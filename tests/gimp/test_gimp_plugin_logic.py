@@ -1,4 +1,5 @@
-"""The GIMP plug-in's pure logic (argument mapping, canvas clipping), outside GIMP."""
+"""The GIMP plug-in's pure logic (arguments from the core's option table, argument mapping, canvas
+clipping), outside GIMP. The option table is the one install_plugin.py writes (the real core's)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,59 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "plugin" / "common"), str(REPO / "plugin" / "gimp" / "clnsod-replace-sky")]
+sys.path[:0] = [str(REPO), str(REPO / "plugin" / "common"), str(REPO / "plugin" / "gimp" / "clnsod-replace-sky")]
 import bridge_client
+import install_plugin
 import replace_sky_logic as logic
 
 
-def default_values() -> dict[str, object]:
-    """Argument values as GIMP's config holds them when nothing is changed."""
-    values: dict[str, object] = {"sky": "sunset", "sky-flip": False, "device": "auto", "mask-only": False}
-    values.update({logic.arg_name(o.key): o.default for o in bridge_client.NUMBER_OPTIONS})
-    return values
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> bridge_client.OptionTable:
+    """The option table of a plug-in folder assembled as install_plugin.py installs it."""
+    folder = tmp_path_factory.mktemp("plug-ins") / install_plugin.GIMP_NAME
+    python = Path(sys.executable)
+    install_plugin.assemble(install_plugin.GIMP_SOURCE, folder, python, install_plugin.core_option_table(python))
+    return bridge_client.load_option_table(str(folder))
 
 
-def test_defaults_map_to_the_protocol_defaults() -> None:
-    options = logic.request_options(default_values(), None)
-    assert bridge_client.validate_options(options) == bridge_client.DEFAULT_OPTIONS
+def default_values(table: bridge_client.OptionTable) -> dict[str, object]:
+    """Argument values as GIMP's config holds them when nothing is changed: each argument's default."""
+    return {spec.name: spec.default for spec in logic.argument_specs(table) if spec.kind != "file"}
 
 
-def test_sky_file_wins_over_preset_and_mask_only_sets_mask_mode(tmp_path: Path) -> None:
+def test_defaults_map_to_the_protocol_defaults(table: bridge_client.OptionTable) -> None:
+    options = logic.request_options(default_values(table), None, table)
+    assert table.validate(options) == table.defaults
+
+
+def test_arguments_are_generated_from_the_table(table: bridge_client.OptionTable) -> None:
+    specs = {spec.name: spec for spec in logic.argument_specs(table)}
+    assert list(specs)[:2] == [logic.SKY_PRESET_ARG, logic.SKY_FILE_ARG]
+    assert list(specs)[-2:] == [logic.DEVICE_ARG, logic.MASK_ONLY_ARG]
+    for number in table.numbers:
+        spec = specs[logic.arg_name(number.key)]
+        assert (spec.kind, spec.minimum, spec.maximum, spec.default) == ("double", number.minimum, number.maximum,
+                                                                         number.default)
+        assert spec.label == "_" + number.label and spec.help == number.tooltip
+    assert specs["sky-flip"].kind == "boolean" and specs["sky-flip"].default is False
+    assert [value for value, _ in specs["sky"].choices] == list(table.presets) and specs["sky"].default == "sunset"
+    assert [value for value, _ in specs["device"].choices] == list(table.devices) and specs["device"].default == "auto"
+    assert specs["mask-only"].default is False
+    assert "seed" not in specs and "weights" not in specs  # not dialog options: they keep the core's defaults
+
+
+def test_sky_file_wins_over_preset_and_mask_only_sets_mask_mode(tmp_path: Path,
+                                                                 table: bridge_client.OptionTable) -> None:
     sky = tmp_path / "sky.jpg"
     sky.write_bytes(b"not checked here")
-    values = default_values() | {"mask-only": True, "sky-shift-x": 0.25, "sky-flip": True, "device": "cpu"}
-    options = logic.request_options(values, str(sky))
+    values = default_values(table) | {"mask-only": True, "sky-shift-x": 0.25, "sky-flip": True, "device": "cpu"}
+    options = logic.request_options(values, str(sky), table)
     assert options["sky"] == str(sky) and options["mode"] == "mask"
     assert options["sky_shift_x"] == 0.25 and options["sky_flip"] is True and options["device"] == "cpu"
 
 
-def test_every_shared_option_has_a_gimp_argument_name() -> None:
-    names = {logic.arg_name(o.key) for o in bridge_client.NUMBER_OPTIONS}
+def test_every_shared_option_has_a_gimp_argument_name(table: bridge_client.OptionTable) -> None:
+    names = {spec.name for spec in logic.argument_specs(table)}
     assert all(name.replace("-", "").isalnum() and name.islower() for name in names)
     assert "edge-shift" in names and "sky-shift-y" in names
 

@@ -26,7 +26,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, Gio, GLib, GObject
 
-# install_plugin.py copies bridge_client.py (and core.json) next to this file.
+# install_plugin.py copies bridge_client.py, core.json and options.json (the core's option table) next to this file.
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, PLUGIN_DIR)
 import bridge_client as bridge
@@ -43,10 +43,20 @@ LIGHTING_LAYER = "Foreground lighting"
 MASK_CHANNEL = "Sky mask"
 MASK_CHANNEL_COLOR = "#3070ff"
 FLAGS = GObject.ParamFlags.READWRITE
+_TABLE: bridge.OptionTable | None = None
 
 
 class PluginError(Exception):
     """A failure to report to the user as a GIMP error message."""
+
+
+def option_table() -> bridge.OptionTable:
+    """The core's option table from options.json, read once per plug-in process (GIMP starts one
+    process to register the procedure and one per run)."""
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = bridge.load_option_table(PLUGIN_DIR)
+    return _TABLE
 
 
 class ReplaceSky(Gimp.PlugIn):
@@ -73,16 +83,21 @@ class ReplaceSky(Gimp.PlugIn):
             name,
         )
         procedure.set_attribution("CLN-SOD", "CLN-SOD authors", "2025")
-        add_arguments(procedure)
+        try:
+            table = option_table()
+        except bridge.BridgeError:
+            return procedure  # registered without settings: running it reports the missing table
+        add_arguments(procedure, table)
         return procedure
 
     def run(self, procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image,
             drawables: list[Gimp.Drawable], config: Gimp.ProcedureConfig, data: object) -> Gimp.ValueArray:
         """Dialog (interactive only), then the core, then the layers; every failure becomes an error."""
         try:
-            if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
+            table = option_table()
+            if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, table):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
-            replace_sky(image, drawables, config)
+            replace_sky(image, drawables, config, table)
         except (PluginError, bridge.BridgeError) as exc:
             return failure(procedure, str(exc))
         except Exception as exc:  # noqa: BLE001 - never let a bug crash the plug-in with a bare traceback
@@ -96,34 +111,35 @@ def failure(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(f"Replace Sky: {message}"))
 
 
-def add_arguments(procedure: Gimp.Procedure) -> None:
-    """The same settings as the Krita plugin: generated from bridge_client's shared option table."""
-    presets = Gimp.Choice.new()
-    for index, name in enumerate(bridge.PRESETS):
-        presets.add(name, index, logic.preset_label(name), "")
-    procedure.add_choice_argument(logic.SKY_PRESET_ARG, "Sky _preset", "Built-in sky (used when no sky image is given)",
-                                  presets, str(bridge.DEFAULT_OPTIONS["sky"]), FLAGS)
-    procedure.add_file_argument(logic.SKY_FILE_ARG, "Sky _image", "Sky image file; replaces the preset when set",
-                                Gimp.FileChooserAction.OPEN, True, None, FLAGS)
-    for option in bridge.NUMBER_OPTIONS:
-        procedure.add_double_argument(logic.arg_name(option.key), logic.mnemonic(option.label), option.tooltip,
-                                      float(option.minimum), float(option.maximum), float(option.default), FLAGS)
-    procedure.add_boolean_argument(logic.SKY_FLIP_ARG, "_Flip sky", "Mirror the new sky horizontally", False, FLAGS)
-    devices = Gimp.Choice.new()
-    for index, name in enumerate(bridge.DEVICES):
-        devices.add(name, index, name if name != "auto" else "auto (GPU if available)", "")
-    procedure.add_choice_argument(logic.DEVICE_ARG, "_Device", "Where the network runs", devices, "auto", FLAGS)
-    procedure.add_boolean_argument(logic.MASK_ONLY_ARG, "_Mask only",
-                                   "Only add the 'Sky mask' channel (and select it); no new layers", False, FLAGS)
+def add_arguments(procedure: Gimp.Procedure, table: bridge.OptionTable) -> None:
+    """The same settings as the Krita dialog, generated from the core's option table."""
+    for spec in logic.argument_specs(table):
+        if spec.kind == "choice":
+            choice = Gimp.Choice.new()
+            for index, (value, label) in enumerate(spec.choices):
+                choice.add(value, index, label, "")
+            procedure.add_choice_argument(spec.name, spec.label, spec.help, choice, str(spec.default), FLAGS)
+        elif spec.kind == "file":
+            procedure.add_file_argument(spec.name, spec.label, spec.help, Gimp.FileChooserAction.OPEN, True, None,
+                                        FLAGS)
+        elif spec.kind == "double":
+            procedure.add_double_argument(spec.name, spec.label, spec.help, float(spec.minimum), float(spec.maximum),
+                                          float(spec.default), FLAGS)
+        elif spec.kind == "int":
+            procedure.add_int_argument(spec.name, spec.label, spec.help, int(spec.minimum), int(spec.maximum),
+                                       int(spec.default), FLAGS)
+        elif spec.kind == "boolean":
+            procedure.add_boolean_argument(spec.name, spec.label, spec.help, bool(spec.default), FLAGS)
+        else:
+            raise PluginError(f"internal error: argument kind {spec.kind!r}")
 
 
-def argument_names() -> list[str]:
-    """Dialog order: sky source, edge, foreground, placement, device, mode."""
-    numbers = [logic.arg_name(option.key) for option in bridge.NUMBER_OPTIONS]
-    return [logic.SKY_PRESET_ARG, logic.SKY_FILE_ARG, *numbers, logic.SKY_FLIP_ARG, logic.DEVICE_ARG, logic.MASK_ONLY_ARG]
+def argument_names(table: bridge.OptionTable) -> list[str]:
+    """Dialog order: sky source, edge, sky placement, foreground, device, mode."""
+    return [spec.name for spec in logic.argument_specs(table)]
 
 
-def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
+def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, table: bridge.OptionTable) -> bool:
     """GimpUi dialog; imported here so non-interactive (headless) runs never load GTK."""
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
@@ -131,7 +147,7 @@ def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool
     GimpUi.init(BINARY)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Replace Sky")
     try:
-        dialog.fill(argument_names())
+        dialog.fill(argument_names(table))
         return bool(dialog.run())
     finally:
         dialog.destroy()
@@ -147,20 +163,21 @@ def the_layer(drawables: list[Gimp.Drawable]) -> Gimp.Layer:
     return drawable
 
 
-def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.ProcedureConfig) -> None:
+def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.ProcedureConfig,
+                table: bridge.OptionTable) -> None:
     """Run the core on the layer's pixels, then build the result in one undo group."""
     layer = the_layer(drawables)
-    values = {name: config.get_property(name) for name in argument_names() if name != logic.SKY_FILE_ARG}
+    values = {name: config.get_property(name) for name in argument_names(table) if name != logic.SKY_FILE_ARG}
     sky_file: Gio.File | None = config.get_property(logic.SKY_FILE_ARG)
     sky_path = sky_file.get_path() if sky_file is not None else None
     if sky_file is not None and not sky_path:
         raise PluginError("the sky image must be a local file")
-    options = logic.request_options(values, sky_path)
+    options = logic.request_options(values, sky_path, table)
 
     width, height = layer.get_width(), layer.get_height()
     python = bridge.core_python(PLUGIN_DIR)
     pixels = read_pixels(layer, RGBA_FORMAT, width, height)
-    job = bridge.Job(width, height, "RGBA8", pixels, options)
+    job = bridge.Job(width, height, "RGBA8", pixels, options, table)
     Gimp.progress_init("Replace Sky: starting the CLN-SOD core")
     try:
         final = bridge.run_blocking(job, python, report_progress)

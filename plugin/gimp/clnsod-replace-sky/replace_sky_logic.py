@@ -1,21 +1,36 @@
 """Pure logic of the GIMP "Replace Sky" plug-in: no ``gi`` import, so it is unit-testable outside GIMP.
 
-The plug-in's arguments are generated from ``bridge_client``'s option table (shared with the Krita
-plugin), so both editors offer the same settings with the same ranges and defaults.
+The plug-in's arguments are generated from the core's option table (``bridge_client.OptionTable``,
+loaded from the options.json install_plugin.py writes), as the Krita dialog is, so both editors
+offer the same settings with the core's own ranges, defaults, labels and help.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-import bridge_client as bridge
+from bridge_client import OptionTable
 
 # GIMP argument names use dashes; the exchange protocol uses underscores.
 SKY_PRESET_ARG = "sky"
 SKY_FILE_ARG = "sky-file"
-SKY_FLIP_ARG = "sky-flip"
 DEVICE_ARG = "device"
 MASK_ONLY_ARG = "mask-only"
+
+
+@dataclass(frozen=True)
+class ArgumentSpec:
+    """One procedure argument, independent of GIMP's API (clnsod-replace-sky.py turns it into a call)."""
+
+    name: str  # GIMP argument name
+    kind: str  # "choice", "file", "double", "int" or "boolean"
+    label: str  # with a mnemonic
+    help: str
+    default: object = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[tuple[str, str], ...] = ()  # (value, label) for "choice"
 
 
 def arg_name(key: str) -> str:
@@ -28,25 +43,60 @@ def preset_label(name: str) -> str:
     return name.replace("-", " ").capitalize()
 
 
+def device_label(name: str) -> str:
+    return "auto (GPU if available)" if name == "auto" else name
+
+
 def mnemonic(label: str) -> str:
     """The label with a keyboard mnemonic on its first letter (GIMP's dialogs expect one)."""
     return label if "_" in label else "_" + label
 
 
-def request_options(values: Mapping[str, object], sky_file: str | None) -> dict[str, object]:
+def argument_specs(table: OptionTable) -> list[ArgumentSpec]:
+    """Every argument in dialog order: sky source, the table's numbers and switches, device, mode."""
+    sky, device = table.option("sky"), table.option("device")
+    # A choice argument's default must be one of its choices: the core's default sky is a preset.
+    default_sky = str(sky.default) if sky.default in table.presets else table.presets[0]
+    specs = [
+        ArgumentSpec(SKY_PRESET_ARG, "choice", "Sky _preset", "Built-in sky (used when no sky image is given)",
+                     default_sky, choices=tuple((name, preset_label(name)) for name in table.presets)),
+        ArgumentSpec(SKY_FILE_ARG, "file", "Sky _image", "Sky image file; replaces the preset when set"),
+    ]
+    numbers = {number.key: number for number in table.numbers}
+    switches = {switch.name: switch for switch in table.switches}
+    for name in table.dialog_keys:  # the table's order: edge, sky placement, foreground
+        if name in numbers:
+            number = numbers[name]
+            specs.append(ArgumentSpec(arg_name(name), "int" if number.whole else "double", mnemonic(number.label),
+                                      number.tooltip, number.from_widget(number.default), number.minimum,
+                                      number.maximum))
+        elif name in switches:
+            switch = switches[name]
+            specs.append(ArgumentSpec(arg_name(name), "boolean", mnemonic(switch.label), switch.help,
+                                      bool(switch.default)))
+    specs.append(ArgumentSpec(DEVICE_ARG, "choice", mnemonic(device.label), device.help, device.default,
+                              choices=tuple((name, device_label(name)) for name in table.devices)))
+    specs.append(ArgumentSpec(MASK_ONLY_ARG, "boolean", "_Mask only",
+                              "Only add the 'Sky mask' channel (and select it); no new layers",
+                              table.option("mode").default == "mask"))
+    return specs
+
+
+def request_options(values: Mapping[str, object], sky_file: str | None, table: OptionTable) -> dict[str, object]:
     """Protocol options from the procedure's argument values (keyed by GIMP argument name).
 
     A sky image file, when given, takes precedence over the preset (one procedure signature
-    serves both sources, as in the Krita dialog). Validation is left to ``bridge_client``.
+    serves both sources, as in the Krita dialog). Validation is left to ``OptionTable.validate``.
     """
     options: dict[str, object] = {
         "mode": "mask" if values[MASK_ONLY_ARG] else "replace",
         "sky": sky_file if sky_file else str(values[SKY_PRESET_ARG]),
-        "sky_flip": bool(values[SKY_FLIP_ARG]),
         "device": str(values[DEVICE_ARG]),
     }
-    for option in bridge.NUMBER_OPTIONS:
-        options[option.key] = float(values[arg_name(option.key)])  # type: ignore[arg-type]
+    for number in table.numbers:
+        options[number.key] = number.from_widget(values[arg_name(number.key)])  # type: ignore[arg-type]
+    for switch in table.switches:
+        options[switch.name] = bool(values[arg_name(switch.name)])
     return options
 
 

@@ -20,35 +20,45 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from . import bridge_client
-from .options import SKY_FILE_CHOICE, DialogValues, sky_choices
+from .bridge_client import OptionTable
+from .options import SKY_FILE_CHOICE, DialogValues, dialog_values_from, sky_choices
 
 DIALOG_NAME = "clnsod_replace_sky_dialog"
-SKY_KEYS = ("sky_scale", "sky_shift_x", "sky_shift_y", "sky_brightness", "sky_temperature")
-EDGE_KEYS = ("edge_shift", "edge_fade")
-FOREGROUND_KEYS = ("recolour", "relight", "halo")
+# Titles of the boxes the table's groups go in, in dialog order; other groups go in the bottom form.
+GROUP_TITLES = {"edge": "Sky edge", "sky": "Sky placement", "foreground": "Foreground"}
+REPLACE_ONLY_GROUPS = ("sky", "foreground")  # meaningless in mask mode: disabled there
+MODE_TEXTS = {"replace": "Replace the sky (new sky, sky mask, foreground lighting)",
+              "mask": "Mask only (sky mask layer + selection)"}
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp);;All files (*)"
 
 
 class ReplaceSkyDialog(QDialog):
-    """Collects the options; the caller reads ``values()`` after ``accepted``."""
+    """Collects the options; the caller reads ``values()`` after ``accepted``.
 
-    def __init__(self, values: DialogValues, parent: QWidget | None = None) -> None:
+    Number boxes, check boxes and devices are built from the core's option table; each widget's
+    objectName is its option name (the end-to-end tests drive the dialog by these names).
+    """
+
+    def __init__(self, table: OptionTable, values: DialogValues, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.table = table
         self.setObjectName(DIALOG_NAME)
         self.setWindowTitle("Replace Sky (CLN-SOD)")
         self.spins: dict[str, QDoubleSpinBox] = {}
+        self.checks: dict[str, QCheckBox] = {}
         layout = QVBoxLayout(self)
 
         top = QFormLayout()
         self.mode = QComboBox(objectName="mode")
-        self.mode.addItem("Replace the sky (new sky, sky mask, foreground lighting)", "replace")
-        self.mode.addItem("Mask only (sky mask layer + selection)", "mask")
-        top.addRow("Result", self.mode)
+        for mode in table.modes:
+            self.mode.addItem(MODE_TEXTS.get(mode, mode), mode)
+        self.mode.setToolTip(table.option("mode").help)
+        top.addRow(table.option("mode").label, self.mode)
         self.sky = QComboBox(objectName="sky")
-        for name in sky_choices():
+        for name in sky_choices(table):
             self.sky.addItem(name, name)
-        top.addRow("Sky", self.sky)
+        self.sky.setToolTip(table.option("sky").help)
+        top.addRow(table.option("sky").label, self.sky)
         file_row = QHBoxLayout()
         self.sky_file = QLineEdit(objectName="sky_file")
         self.sky_file.setPlaceholderText("sky image (JPEG, PNG, WebP, TIFF)")
@@ -59,19 +69,23 @@ class ReplaceSkyDialog(QDialog):
         top.addRow("Sky image", file_row)
         layout.addLayout(top)
 
-        self.sky_box = self._number_box("Sky placement", SKY_KEYS)
-        self.sky_flip = QCheckBox("Flip the sky horizontally", objectName="sky_flip")
-        self.sky_box.layout().addRow("", self.sky_flip)
-        layout.addWidget(self._number_box("Sky edge", EDGE_KEYS))
-        layout.addWidget(self.sky_box)
-        self.foreground_box = self._number_box("Foreground", FOREGROUND_KEYS)
-        layout.addWidget(self.foreground_box)
+        self.boxes: dict[str, QGroupBox] = {}
+        for group, title in GROUP_TITLES.items():
+            box = QGroupBox(title)
+            form = QFormLayout(box)
+            self._add_settings(form, group)
+            self.boxes[group] = box
+            layout.addWidget(box)
+            if form.rowCount() == 0:  # a group this core has no dialog options in
+                box.hide()
 
         bottom = QFormLayout()
+        self._add_settings(bottom, None)
         self.device = QComboBox(objectName="device")
-        for device in bridge_client.DEVICES:
+        for device in table.devices:
             self.device.addItem(device, device)
-        bottom.addRow("Device", self.device)
+        self.device.setToolTip(table.option("device").help)
+        bottom.addRow(table.option("device").label, self.device)
         layout.addLayout(bottom)
         layout.addWidget(QLabel("The original layer is left untouched; results are added as new layers."))
 
@@ -86,11 +100,13 @@ class ReplaceSkyDialog(QDialog):
         self.sky.currentIndexChanged.connect(self._update_enabled)
         self.set_values(values)
 
-    def _number_box(self, title: str, keys: tuple) -> QGroupBox:
-        box = QGroupBox(title)
-        form = QFormLayout(box)
-        for option in bridge_client.NUMBER_OPTIONS:
-            if option.key not in keys:
+    def _add_settings(self, form: QFormLayout, group: str | None) -> None:
+        """Number boxes, then check boxes, of one group of the table (None: the groups without a box)."""
+        def wanted(option_group: str) -> bool:
+            return option_group == group if group is not None else option_group not in GROUP_TITLES
+
+        for option in self.table.numbers:
+            if not wanted(option.group):
                 continue
             spin = QDoubleSpinBox(objectName=option.key)
             spin.setRange(option.minimum, option.maximum)
@@ -99,7 +115,13 @@ class ReplaceSkyDialog(QDialog):
             spin.setToolTip(option.tooltip)
             self.spins[option.key] = spin
             form.addRow(option.label, spin)
-        return box
+        for switch in self.table.switches:
+            if not wanted(switch.group):
+                continue
+            check = QCheckBox(switch.label, objectName=switch.name)
+            check.setToolTip(switch.help)
+            self.checks[switch.name] = check
+            form.addRow("", check)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Sky image", self.sky_file.text(), IMAGE_FILTER)
@@ -108,13 +130,11 @@ class ReplaceSkyDialog(QDialog):
             self.sky.setCurrentIndex(self.sky.findData(SKY_FILE_CHOICE))
 
     def _restore_defaults(self) -> None:
-        from .options import dialog_values_from
-
-        self.set_values(dialog_values_from(dict(bridge_client.DEFAULT_OPTIONS)))
+        self.set_values(dialog_values_from({}, self.table))
 
     def _update_enabled(self) -> None:
         replace = self.mode.currentData() == "replace"
-        for widget in (self.sky, self.sky_box, self.foreground_box):
+        for widget in [self.sky] + [self.boxes[group] for group in REPLACE_ONLY_GROUPS]:
             widget.setEnabled(replace)
         self.sky_file.setEnabled(replace and self.sky.currentData() == SKY_FILE_CHOICE)
 
@@ -124,7 +144,8 @@ class ReplaceSkyDialog(QDialog):
         self.sky_file.setText(values.sky_file)
         for key, spin in self.spins.items():
             spin.setValue(values.numbers.get(key, spin.value()))
-        self.sky_flip.setChecked(values.sky_flip)
+        for key, check in self.checks.items():
+            check.setChecked(values.switches.get(key, check.isChecked()))
         self.device.setCurrentIndex(max(0, self.device.findData(values.device)))
         self._update_enabled()
 
@@ -134,7 +155,7 @@ class ReplaceSkyDialog(QDialog):
             sky_choice=str(self.sky.currentData()),
             sky_file=self.sky_file.text(),
             numbers={key: spin.value() for key, spin in self.spins.items()},
-            sky_flip=self.sky_flip.isChecked(),
+            switches={key: check.isChecked() for key, check in self.checks.items()},
             device=str(self.device.currentData()),
         )
 

@@ -44,6 +44,8 @@ class ReplaceSkyExtension(Extension):
         self._source: Node | None = None
         self._options: dict[str, object] = {}
         self._error_box: QMessageBox | None = None
+        self._table: bridge_client.OptionTable | None = None
+        self._dialog: ReplaceSkyDialog | None = None
 
     def setup(self) -> None:
         pass
@@ -80,28 +82,47 @@ class ReplaceSkyExtension(Extension):
     def _forget_error_box(self) -> None:
         self._error_box = None
 
+    def option_table(self) -> bridge_client.OptionTable:
+        """The core's option table (options.json beside the plugin), read once: it only changes when
+        install_plugin.py runs again, which needs a Krita restart anyway."""
+        if self._table is None:
+            self._table = bridge_client.load_option_table(PLUGIN_DIR)
+        return self._table
+
     def open_dialog(self) -> None:
         if self._run is not None:
             self.show_message("a sky replacement is already running; wait for it or cancel it")
             return
         try:
             self._check_document()
+            table = self.option_table()
         except bridge_client.BridgeError as exc:
             self.show_message(str(exc))
             return
-        stored = options_from_settings(Krita.instance().readSetting(SETTINGS_GROUP, SETTINGS_KEY, ""))
-        dialog = ReplaceSkyDialog(dialog_values_from(stored), self._main_window())
+        stored = options_from_settings(Krita.instance().readSetting(SETTINGS_GROUP, SETTINGS_KEY, ""), table)
+        dialog = ReplaceSkyDialog(table, dialog_values_from(stored, table), self._main_window())
         make_non_blocking(dialog)
-        dialog.accepted.connect(lambda: self._accepted(dialog))
+        # Held here and connected to bound methods, never to a lambda holding the dialog: PyQt's
+        # garbage collector can free such a lambda (a cycle through its own sender) while the dialog
+        # is open, and Krita then crashes when OK calls it.
+        self._dialog = dialog
+        dialog.accepted.connect(self._accepted)
+        dialog.destroyed.connect(self._forget_dialog)
         dialog.open()
 
-    def _accepted(self, dialog: ReplaceSkyDialog) -> None:
+    def _forget_dialog(self) -> None:
+        self._dialog = None
+
+    def _accepted(self) -> None:
+        dialog = self._dialog
+        if dialog is None:
+            return
         try:
-            options = build_options(dialog.values())
+            options = build_options(dialog.values(), dialog.table)
         except bridge_client.BridgeError as exc:
             self.show_message(str(exc))
             return
-        Krita.instance().writeSetting(SETTINGS_GROUP, SETTINGS_KEY, settings_text(options))
+        Krita.instance().writeSetting(SETTINGS_GROUP, SETTINGS_KEY, settings_text(options, dialog.table))
         self.start(options)
 
     # -- the run --------------------------------------------------------------------------------------
@@ -127,7 +148,7 @@ class ReplaceSkyExtension(Extension):
             doc, node = self._check_document()
             python = bridge_client.core_python(PLUGIN_DIR)
             pixels = bytes(node.pixelData(0, 0, doc.width(), doc.height()))
-            job = bridge_client.Job(doc.width(), doc.height(), PIXEL_FORMAT, pixels, options)
+            job = bridge_client.Job(doc.width(), doc.height(), PIXEL_FORMAT, pixels, options, self.option_table())
         except bridge_client.BridgeError as exc:
             if job is not None:
                 job.cleanup()

@@ -1,4 +1,8 @@
-"""Dialog values <-> core options, and the remembered settings: pure Python, testable outside Krita."""
+"""Dialog values <-> core options, and the remembered settings: pure Python, testable outside Krita.
+
+What the dialog offers (number boxes, check boxes, devices, presets, defaults, ranges) comes from the
+core's option table (``bridge_client.OptionTable``, loaded from options.json), never from here.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ import json
 from dataclasses import dataclass
 
 from . import bridge_client
+from .bridge_client import OptionTable
 
 SKY_FILE_CHOICE = "image file..."  # the sky-combo entry that means "use the file field"
 SETTINGS_GROUP = "clnsod_sky"
 SETTINGS_KEY = "options"
-# The options the dialog offers; seed and weights keep their defaults.
-DIALOG_KEYS = ("mode", "sky", "sky_flip", "device") + tuple(option.key for option in bridge_client.NUMBER_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -21,71 +24,70 @@ class DialogValues:
     mask_only: bool
     sky_choice: str  # a preset name or SKY_FILE_CHOICE
     sky_file: str
-    numbers: dict[str, float]
-    sky_flip: bool
+    numbers: dict[str, float]  # every number box, by option name
+    switches: dict[str, bool]  # every check box (e.g. sky_flip), by option name
     device: str
 
 
-def sky_choices() -> list[str]:
-    return list(bridge_client.PRESETS) + [SKY_FILE_CHOICE]
+def sky_choices(table: OptionTable) -> list[str]:
+    return list(table.presets) + [SKY_FILE_CHOICE]
 
 
-def build_options(values: DialogValues) -> dict[str, object]:
+def build_options(values: DialogValues, table: OptionTable) -> dict[str, object]:
     """The request options for these dialog values; BridgeError with a readable message if unusable."""
-    options: dict[str, object] = {
-        "mode": "mask" if values.mask_only else "replace",
-        "sky_flip": bool(values.sky_flip),
-        "device": values.device,
-    }
+    options: dict[str, object] = {"mode": "mask" if values.mask_only else "replace", "device": values.device}
     if values.sky_choice == SKY_FILE_CHOICE:
         path = values.sky_file.strip()
         if not path and not values.mask_only:
             raise bridge_client.BridgeError("choose a sky image file, or pick a sky preset")
-        options["sky"] = path or bridge_client.DEFAULT_OPTIONS["sky"]
-    elif values.sky_choice in bridge_client.PRESETS:
+        options["sky"] = path or table.defaults["sky"]
+    elif values.sky_choice in table.presets:
         options["sky"] = values.sky_choice
     else:
         raise bridge_client.BridgeError(f"unknown sky preset: {values.sky_choice}")
-    for option in bridge_client.NUMBER_OPTIONS:
-        options[option.key] = float(values.numbers.get(option.key, option.default))
-    return bridge_client.validate_options(options)
+    for number in table.numbers:
+        options[number.key] = number.from_widget(values.numbers.get(number.key, number.default))
+    for switch in table.switches:
+        options[switch.name] = bool(values.switches.get(switch.name, switch.default))
+    return table.validate(options)
 
 
-def dialog_values_from(options: dict[str, object]) -> DialogValues:
-    """Widget values that show ``options`` (the reverse of build_options)."""
-    sky = str(options.get("sky", bridge_client.DEFAULT_OPTIONS["sky"]))
-    preset = sky in bridge_client.PRESETS
-    numbers = {o.key: float(options.get(o.key, o.default)) for o in bridge_client.NUMBER_OPTIONS}  # type: ignore[arg-type]
+def dialog_values_from(options: dict[str, object], table: OptionTable) -> DialogValues:
+    """Widget values that show ``options`` (the reverse of build_options); missing keys show defaults."""
+    shown = dict(table.defaults, **options)
+    sky = str(shown["sky"])
+    preset = sky in table.presets
     return DialogValues(
-        mask_only=options.get("mode") == "mask",
+        mask_only=shown["mode"] == "mask",
         sky_choice=sky if preset else SKY_FILE_CHOICE,
         sky_file="" if preset else sky,
-        numbers=numbers,
-        sky_flip=bool(options.get("sky_flip", False)),
-        device=str(options.get("device", "auto")),
+        numbers={number.key: float(shown[number.key]) for number in table.numbers},  # type: ignore[arg-type]
+        switches={switch.name: bool(shown[switch.name]) for switch in table.switches},
+        device=str(shown["device"]),
     )
 
 
-def settings_text(options: dict[str, object]) -> str:
-    """What to remember between sessions (only the keys the dialog shows)."""
-    return json.dumps({key: options[key] for key in DIALOG_KEYS if key in options}, sort_keys=True)
+def settings_text(options: dict[str, object], table: OptionTable) -> str:
+    """What to remember between sessions (only the options the dialog shows)."""
+    return json.dumps({key: options[key] for key in table.dialog_keys if key in options}, sort_keys=True)
 
 
-def options_from_settings(text: str | None) -> dict[str, object]:
-    """Remembered options, falling back to the defaults key by key for anything missing or invalid."""
-    result = {key: bridge_client.DEFAULT_OPTIONS[key] for key in DIALOG_KEYS}
+def options_from_settings(text: str | None, table: OptionTable) -> dict[str, object]:
+    """Remembered options, falling back to the defaults key by key for anything missing or invalid
+    (settings written by another version may hold options or values this core no longer has)."""
+    result = {key: table.defaults[key] for key in table.dialog_keys}
     try:
         stored = json.loads(text) if text else {}
     except ValueError:
         stored = {}
     if not isinstance(stored, dict):
         return result
-    for key in DIALOG_KEYS:
+    for key in table.dialog_keys:
         if key not in stored:
             continue
         candidate = dict(result, **{key: stored[key]})
         try:
-            bridge_client.validate_options(candidate)
+            table.validate(candidate)
         except (bridge_client.BridgeError, TypeError, ValueError):
             continue  # e.g. a sky file that has since been deleted
         result[key] = stored[key]

@@ -1,0 +1,170 @@
+"""Sky placement, foreground harmonisation and compositing (all at full resolution).
+
+composite = matte * new_sky + (1 - matte) * harmonised_foreground (+ optional halo at the
+sky line). Every stage works in float32 on arrays the size of the photo and never produces
+NaN or inf: all divisions are guarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch.nn.functional as F
+
+from clnsod_core.arrays import to_u8
+from clnsod_core.masking.matte import readonly_view, resize_in_bands
+from clnsod_core.options import check_part, defaults
+
+_EPS = 1e-4
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+_PLACEMENT = defaults("placement")
+_HARMONISATION = defaults("harmonisation")
+
+
+@dataclass(frozen=True)
+class SkyPlacement:
+    """Where and how the new sky goes; defaults and ranges of the user-facing fields are in options.py."""
+
+    scale: float = _PLACEMENT["scale"]  # >= 1: zoom into the sky beyond "just covers the sky region"
+    shift_x: float = _PLACEMENT["shift_x"]  # fraction of the photo width (positive = sky moves right)
+    shift_y: float = _PLACEMENT["shift_y"]  # fraction of the photo height (positive = sky moves down)
+    flip: bool = _PLACEMENT["flip"]
+    brightness: float = _PLACEMENT["brightness"]  # exposure in stops
+    temperature: float = _PLACEMENT["temperature"]  # cool (-) .. warm (+)
+
+    def validate(self) -> None:
+        check_part("placement", self.__dict__)
+
+
+@dataclass(frozen=True)
+class Harmonisation:
+    """How the foreground is matched to the new sky; user-facing fields are declared in options.py."""
+
+    recolour: float = _HARMONISATION["recolour"]  # pull the foreground's colour cast toward the new sky's
+    relight: float = _HARMONISATION["relight"]  # match the foreground's brightness to the new sky's
+    halo: float = _HARMONISATION["halo"]  # soft glow of sky colour over the foreground at the sky line
+    halo_width: float = 0.02  # fraction of the photo's long side (not offered to users)
+
+    def validate(self) -> None:
+        check_part("harmonisation", self.__dict__)
+        if not 0.001 <= self.halo_width <= 0.2:
+            raise ValueError(f"halo width must be between 0.001 and 0.2, got {self.halo_width}")
+
+
+def lowest_sky_line(matte: np.ndarray, threshold: float = 0.5) -> int:
+    """Row index just below the lowest sky pixel (robust to a few stray pixels); 0 if no sky."""
+    h, w = matte.shape
+    step = max(1, h // 512)
+    rows = (matte[::step] >= threshold).mean(axis=1)
+    sky_rows = np.nonzero(rows > 0.002)[0]
+    if sky_rows.size == 0:
+        return 0
+    return min(h, (int(sky_rows[-1]) + 1) * step)
+
+
+def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
+    """The sky image scaled to cover the region above ``sky_bottom`` (and the full width),
+    its bottom edge anchored at ``sky_bottom``; returns (height, width, 3) float32 in [0, 1]."""
+    placement.validate()
+    sh, sw = sky.shape[:2]
+    region_h = max(sky_bottom, height // 4, 1)
+    cover = max(width / sw, region_h / sh) * placement.scale
+    out_w, out_h = sw * cover, sh * cover
+    # Output pixel (x, y) samples sky pixel ((x - left) / cover, (y - top) / cover).
+    left = (width - out_w) / 2 + placement.shift_x * width
+    top = region_h - out_h + placement.shift_y * height
+    left = float(np.clip(left, width - out_w, 0.0))  # keep the photo covered horizontally
+    top = float(min(top, 0.0))  # never leave a gap at the top
+    src = readonly_view(np.ascontiguousarray(sky)).permute(2, 0, 1)  # (3, sh, sw) view, no copy
+    # Resize only the part of the sky that lands on the photo (to within one sky pixel).
+    x0, y0 = -left / cover, -top / cover  # sky coordinates of the photo's top-left corner
+    sky_rows = max(1, min(height, round((sh - y0) * cover)))  # photo rows covered by the sky image
+    cx0 = int(x0)
+    cx1 = min(sw, max(cx0 + 1, int(np.ceil(x0 + width / cover))))  # columns in the (possibly mirrored) sky
+    rows = slice(int(y0), max(int(y0) + 1, int(np.ceil(y0 + sky_rows / cover))))
+    crop = src[:, rows, sw - cx1 : sw - cx0].flip(-1) if placement.flip else src[:, rows, cx0:cx1]
+    # Filled a band of rows at a time: a 100 MP photo never holds more than the float32 result.
+    out = np.empty((height, width, 3), np.float32)
+    for r0, r1, band in resize_in_bands(crop, sky_rows, width, antialias=cover < 1):
+        part = out[r0:r1]
+        part[...] = band.permute(1, 2, 0).numpy()
+        part /= 255.0
+        _adjust_sky(part, placement)
+    if sky_rows < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
+        out[sky_rows:] = out[sky_rows - 1]
+    return out
+
+
+def _adjust_sky(sky: np.ndarray, placement: SkyPlacement) -> np.ndarray:
+    gain = np.float32(2.0**placement.brightness)
+    t = placement.temperature
+    tint = np.array([1 + 0.15 * t, 1.0, 1 - 0.15 * t], np.float32)
+    sky *= gain * tint
+    return np.clip(sky, 0.0, 1.0, out=sky)
+
+
+def _weighted_mean(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Mean colour of (subsampled) ``image`` weighted by ``weight``; mid-grey if no weight."""
+    step = max(1, int(np.sqrt(weight.size / 250_000)))
+    img, wt = image[::step, ::step].reshape(-1, 3).astype(np.float32), weight[::step, ::step].reshape(-1)
+    total = float(wt.sum())
+    if total < _EPS:
+        return np.full(3, 0.5, np.float32)
+    mean = (img * wt[:, None]).sum(axis=0) / total
+    return mean / 255.0 if image.dtype == np.uint8 else mean
+
+
+def foreground_gain(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> np.ndarray:
+    """Per-channel gain (3,) that recolours/relights the foreground toward the new sky."""
+    options.validate()
+    old = _weighted_mean(photo, matte)
+    new = _weighted_mean(new_sky, matte if matte.sum() > _EPS else np.ones_like(matte))
+    old_l, new_l = max(float(old @ LUMA), 0.02), max(float(new @ LUMA), 0.02)
+    chroma = (new / new_l + _EPS) / (old / old_l + _EPS)
+    chroma = np.clip(chroma, 0.6, 1.6)
+    colour_gain = 1 + options.recolour * (chroma - 1)
+    light = float(np.clip(np.sqrt(new_l / old_l), 0.5, 1.6))
+    light_gain = 1 + options.relight * (light - 1)
+    return (colour_gain * light_gain).astype(np.float32)
+
+
+def _halo_bands(matte: np.ndarray, width_px: float, rows: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """Soft band on the foreground side of the sky line (peak 1, ``width_px`` wide), ``rows`` rows at a
+    time (the grown matte is upsampled per band)."""
+    small_side = 512
+    h, w = matte.shape
+    scale = min(1.0, small_side / max(h, w))
+    m = readonly_view(matte)[None, None]
+    small = F.interpolate(m, scale_factor=scale, mode="area") if scale < 1 else m
+    r = max(1, int(round(width_px * scale)))
+    grown = F.avg_pool2d(F.pad(small, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)[0]
+    for y0, y1, band in resize_in_bands(grown, h, w, band_pixels=rows * w):
+        yield slice(y0, y1), np.clip(band[0].numpy() * 2, 0, 1) * (1 - matte[y0:y1])
+
+
+def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> tuple[np.ndarray, np.ndarray]:
+    """(composite uint8, harmonised foreground uint8) for photo (H,W,3) uint8, matte (H,W), sky (H,W,3) float."""
+    gain = foreground_gain(photo, matte, new_sky, options)
+    h, w = matte.shape
+    out = np.empty((h, w, 3), np.uint8)
+    lit = np.empty((h, w, 3), np.uint8)
+    rows = max(1, 4_000_000 // max(w, 1))  # strips keep the float temporaries small
+    halo = _halo_bands(matte, options.halo_width * max(h, w), rows) if options.halo > 0 else None
+    sky_mean = _weighted_mean(new_sky, matte) if halo is not None else None
+    for y0 in range(0, h, rows):
+        sl = slice(y0, min(h, y0 + rows))
+        fg = photo[sl].astype(np.float32) * (gain / 255.0)
+        if halo is not None:
+            _, band = next(halo)  # same rows as this strip
+            b = band[:, :, None] * options.halo
+            fg = fg * (1 - b) + (1 - (1 - fg) * (1 - sky_mean)) * b  # screen toward the sky colour
+        np.clip(fg, 0, 1, out=fg)
+        to_u8(fg, out=lit[sl])
+        m = matte[sl, :, None]
+        mixed = new_sky[sl] * m + fg * (1 - m)
+        to_u8(mixed, out=out[sl])
+    return out, lit

@@ -1,0 +1,1 @@
+"""Front-ends over the replacement API: the clnsod command line and the editor plugins' bridge."""

@@ -1,0 +1,39 @@
+"""``clnsod replace``: one photo, a new sky, one composite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clnsod_core.frontends.cli.common import ensure_writable_dir, finish, report_error
+from clnsod_core.frontends.cli.options import REPLACE_GROUPS, cli_options
+from clnsod_core.frontends.cli.runners import (
+    load_replacer,
+    load_sky_or_fail,
+    replace_runner,
+)
+from clnsod_core.imaging.io import output_format
+from clnsod_core.jobs import JobSummary, plan_jobs
+
+
+@click.command("replace")
+@click.argument("photo", type=click.Path(path_type=Path, readable=False))
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file; the format follows the extension (.jpg .png .webp .tif).")
+@cli_options(*REPLACE_GROUPS)
+def replace_command(photo: Path, out_path: Path, **flags: Any) -> None:
+    """Replace the sky of PHOTO with --sky and write the composite to OUT."""
+    if flags["sky"] is None:
+        raise click.UsageError("--sky FILE|PRESET is required")
+    try:
+        output_format(out_path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    ensure_writable_dir(out_path.parent)
+    sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"])
+    summary = JobSummary()
+    jobs = plan_jobs([(photo, (out_path,))], True, summary, report_error)
+    replace_runner(load_replacer(flags), sky, flags, "composite", summary).run(jobs, summary)
+    finish(summary)

@@ -1,0 +1,90 @@
+"""The work shared by ``mask``, ``replace`` and ``batch``: load the model and the sky once, then run
+photos through the core's job engine (``clnsod_core.jobs``), writing each photo's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from clnsod_core.frontends.cli.common import load_masker, report_error
+from clnsod_core.imaging.io import PhotoError, save_image, save_mask_png, save_unchanged
+from clnsod_core.jobs import Decoded, JobRunner, JobSummary
+from clnsod_core.masking.matte import MatteOptions, sky_matte
+from clnsod_core.replace import ReplaceOptions, ReplaceResult, SkyReplacer, load_sky
+
+NETWORK_CHUNK = 4  # photos per network pass when only masks are needed
+OUTPUT_KINDS = ("composite", "mask", "both", "layers")
+
+
+def output_paths(base: Path, kind: str, ext: str) -> tuple[Path, ...]:
+    """Every file one photo produces for an output kind; ``base`` is the output path without extension."""
+    parent, stem = base.parent, base.name
+    return {
+        "mask": (parent / f"{stem}.png",),
+        "composite": (parent / f"{stem}.{ext}",),
+        "both": (parent / f"{stem}.{ext}", parent / f"{stem}_mask.png"),
+        "layers": (parent / f"{stem}_mask.png", parent / f"{stem}_sky.png", parent / f"{stem}_lighting.png"),
+    }[kind]
+
+
+def load_replacer(flags: dict[str, Any]) -> SkyReplacer:
+    return SkyReplacer(load_masker(flags["weights"], flags["device"], flags["max_megapixels"]))
+
+
+def load_sky_or_fail(spec: str, max_megapixels: float) -> np.ndarray | str:
+    try:
+        return load_sky(spec, int(max_megapixels * 1e6))
+    except PhotoError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _report_no_sky(source: Path, summary: JobSummary, what: str) -> None:
+    click.echo(f"{source}: no sky found; {what}", err=True)
+    summary.no_sky += 1
+
+
+def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummary,
+                **kw: Any) -> JobRunner[tuple[np.ndarray, bool]]:
+    """Masks, several photos per network pass; each written as one 8-bit PNG (all zero without sky)."""
+    def compute(items: list[Decoded]) -> list[tuple[np.ndarray, bool]]:
+        probs = replacer.masker.predict_working_size([item.image for item in items])
+        return [sky_matte(item.image, prob, options) for item, prob in zip(items, probs, strict=True)]
+
+    def write(item: Decoded, result: tuple[np.ndarray, bool]) -> None:
+        matte, sky_found = result
+        save_mask_png(matte, item.job.targets[0])
+        if not sky_found:
+            _report_no_sky(item.job.source, summary, "the mask is empty")
+
+    return JobRunner(compute, write, replacer.masker.max_pixels, report_error, chunk=NETWORK_CHUNK, **kw)
+
+
+def replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, flags: dict[str, Any], kind: str,
+                   summary: JobSummary, **kw: Any) -> JobRunner[ReplaceResult]:
+    """Replacements written as ``kind`` (see ``output_paths``); a photo without sky is written unchanged."""
+    options = ReplaceOptions.from_flat(flags)
+    quality = flags["quality"]
+
+    def compute(items: list[Decoded]) -> list[ReplaceResult]:
+        return [replacer.replace(item.image, sky, options) for item in items]
+
+    def write(item: Decoded, result: ReplaceResult) -> None:
+        targets = item.job.targets
+        if kind in ("composite", "both") and not result.sky_found:
+            save_unchanged(item.image, item.job.source, item.meta, targets[0], quality)
+        elif kind in ("composite", "both"):
+            save_image(result.composite, targets[0], item.meta, quality)
+        if kind == "both":
+            save_mask_png(result.matte, targets[1])
+        if kind == "layers":
+            layers = result.editor_layers()
+            save_image(layers.matte, targets[0])
+            save_image(layers.sky_rgba(), targets[1], item.meta)
+            save_image(layers.lighting, targets[2], item.meta)
+        if not result.sky_found:
+            _report_no_sky(item.job.source, summary, "written unchanged")
+
+    return JobRunner(compute, write, replacer.masker.max_pixels, report_error, **kw)

@@ -1,0 +1,78 @@
+"""The one inference API: photo in, full-resolution soft sky probability out.
+
+The CLI and every host plugin go through ``SkyMasker``; nothing else runs the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clnsod_core.imaging.io import DEFAULT_MAX_PIXELS, load_photo
+from clnsod_core.network.model import CLNSOD
+from clnsod_core.network.preprocess import resize_rgb, to_tensor
+from clnsod_core.runtime import resolve_device
+from clnsod_core.weights.download import ProgressCallback
+from clnsod_core.weights.format import load_model
+from clnsod_core.weights.registry import resolve_weights
+
+
+def embedded_weights_path() -> Path:
+    """The default weights shipped inside the package (works offline), verified by sha256."""
+    return resolve_weights(None)
+
+
+class SkyMasker:
+    """Loads a CLN-SOD network once and predicts sky probabilities for photos."""
+
+    def __init__(
+        self,
+        weights: Path | str | None = None,
+        device: str = "auto",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        download_progress: ProgressCallback | None = None,
+    ):
+        """``weights``: registry name, file path or URL (None = embedded default)."""
+        self.weights_path = resolve_weights(weights, progress=download_progress)
+        self.device = resolve_device(device)
+        self.model: CLNSOD = load_model(self.weights_path).to(self.device)
+        self.max_pixels = max_pixels
+
+    @property
+    def input_size(self) -> int:
+        return self.model.config.input_size
+
+    def predict_working_size(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(B, S, S) float32 sky probabilities at the network's working size."""
+        return predict_working_size(self.model, images, self.device)
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Full-resolution (H, W) float32 probabilities in [0, 1] for RGB uint8 photos."""
+        if not images:
+            return []
+        small = self.predict_working_size(images)
+        return [upsample_probability(prob, image.shape[:2]) for prob, image in zip(small, images, strict=True)]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        return self.predict_batch([image])[0]
+
+    def predict_file(self, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
+        """(upright RGB photo, its sky probability); PhotoError on unusable input."""
+        image = load_photo(path, self.max_pixels)
+        return image, self.predict(image)
+
+
+@torch.inference_mode()
+def predict_working_size(model: CLNSOD, images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """(B, S, S) float32 sky probabilities at the network's working size (also used by validation)."""
+    batch = to_tensor([resize_rgb(image, model.config.input_size) for image in images]).to(device)
+    return torch.sigmoid(model(batch).logits.float())[:, 0].cpu()
+
+
+def upsample_probability(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of one (S, S) probability map to (H, W) float32."""
+    out = F.interpolate(prob[None, None], size=size, mode="bilinear", align_corners=False)
+    return out[0, 0].clamp_(0.0, 1.0).numpy()

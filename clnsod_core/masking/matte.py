@@ -1,0 +1,370 @@
+"""Full-resolution sky matte from the working-size prediction.
+
+A confidence-weighted fast guided filter: in every window, a linear model q = A.I + b from
+the photo's colours to the sky probability is fitted on a subsampled guide, weighting each
+pixel by how sure the network is there ((2p - 1)^2), so the colours of confident sky and
+confident foreground decide the uncertain pixels between them (the idea of the weighted
+guided upsampling in "Sky Optimization", and of He & Sun's fast guided filter). A and b are
+then upsampled and applied to the full-resolution photo, so the matte follows colour edges
+the network cannot resolve at 320 px (branches, reeds, wires) without upsampling halos.
+Edge shift grows/shrinks the sky; edge fade feathers it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from clnsod_core.options import check_part, defaults
+
+# A photo whose network sky (probability >= 0.5 at the working size) covers less than this share
+# of the frame has no sky: its matte is all zero, ``replace`` leaves the photo unchanged. 0.2 % is a
+# 14 x 14 px patch at 320 x 320, far less than sky seen through any real window, and more than the
+# specks a bright lamp or a white ceiling corner can still get.
+NO_SKY_AREA = 0.002
+
+
+def has_sky(prob: torch.Tensor | np.ndarray) -> bool:
+    """True when the working-size sky probability shows sky over at least ``NO_SKY_AREA``."""
+    p = torch.as_tensor(prob)
+    return bool((p >= 0.5).float().mean() >= NO_SKY_AREA)
+
+
+_USER_DEFAULTS = defaults("matte")
+
+
+@dataclass(frozen=True)
+class MatteOptions:
+    edge_shift: float = _USER_DEFAULTS["edge_shift"]  # px at full resolution; > 0 grows the sky, < 0 shrinks it
+    edge_fade: float = _USER_DEFAULTS["edge_fade"]  # px of feather at full resolution
+    guide_side: int = 1024  # long side of the subsampled guide
+    # radius and eps were chosen on a sample of the skyseg *train* split (lowest boundary-band error).
+    radius: float = 0.01  # window radius as a fraction of the guide's long side
+    eps: float = 1e-4  # regularisation: larger = smoother, less edge-following
+    confidence_floor: float = 1e-3  # weight of a pixel where the network says 0.5
+    # Colour model (see colour_refine): how far from the network's sky line (fraction of the guide's
+    # long side) the photo's own colours may open sky holes or cut out wires; 0 turns it off.
+    colour_zone: float = 0.05
+
+    def validate(self) -> None:
+        check_part("matte", self.__dict__)  # the user-facing fields, against options.py
+        if self.guide_side < 64 or not 0 < self.radius <= 0.5 or self.eps <= 0 or self.confidence_floor <= 0:
+            raise ValueError("guide_side >= 64, 0 < radius <= 0.5, eps > 0 and confidence_floor > 0 are required")
+
+
+def readonly_view(array: np.ndarray) -> torch.Tensor:
+    """Tensor sharing memory with a (possibly read-only) array that is never written to."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window with edge-normalised borders; x: (B, C, H, W)."""
+    if r <= 0:
+        return x
+    h, w = x.shape[2:]
+    summed = _box_sum(F.pad(x, (r, r, r, r)), 2 * r + 1)
+    return summed / (_window_counts(h, r, x.dtype)[:, None] * _window_counts(w, r, x.dtype)[None, :])
+
+
+def _window_counts(n: int, r: int, dtype: torch.dtype) -> torch.Tensor:
+    """How many of the 2r+1 window positions fall inside [0, n) at each index."""
+    idx = torch.arange(n)
+    return ((idx + r).clamp(max=n - 1) - (idx - r).clamp(min=0) + 1).to(dtype)
+
+
+def _box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Valid-mode window sums via cumulative sums (cost independent of k)."""
+    c = x.cumsum(dim=2)
+    c = torch.cat([c[:, :, k - 1 : k], c[:, :, k:] - c[:, :, :-k]], dim=2)
+    c = c.cumsum(dim=3)
+    return torch.cat([c[:, :, :, k - 1 : k], c[:, :, :, k:] - c[:, :, :, :-k]], dim=3)
+
+
+def _guided_coefficients(
+    guide: torch.Tensor, p: torch.Tensor, weight: torch.Tensor, r: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted colour guided filter: A (1,3,h,w), b (1,1,h,w) for guide (1,3,h,w), p and weight (1,1,h,w)."""
+    total = box_filter(weight, r)
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return box_filter(x * weight, r) / total
+
+    mean_i = mean(guide)
+    mean_p = mean(p)
+    cov_ip = mean(guide * p) - mean_i * mean_p
+    # Symmetric 3x3 covariance of the guide per pixel (+ eps on the diagonal), solved in
+    # closed form (adjugate / determinant): far cheaper than a batched linalg.solve.
+    def cov(i: int, j: int) -> torch.Tensor:
+        return mean(guide[:, i : i + 1] * guide[:, j : j + 1]) - mean_i[:, i : i + 1] * mean_i[:, j : j + 1]
+
+    rr, rg, rb = cov(0, 0) + eps, cov(0, 1), cov(0, 2)
+    gg, gb, bb = cov(1, 1) + eps, cov(1, 2), cov(2, 2) + eps
+    inv_rr, inv_rg, inv_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
+    inv_gg, inv_gb, inv_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
+    det = rr * inv_rr + rg * inv_rg + rb * inv_rb
+    cr, cg, cb = cov_ip[:, 0:1], cov_ip[:, 1:2], cov_ip[:, 2:3]
+    a = torch.cat(
+        [inv_rr * cr + inv_rg * cg + inv_rb * cb, inv_rg * cr + inv_gg * cg + inv_gb * cb, inv_rb * cr + inv_gb * cg + inv_bb * cb],
+        dim=1,
+    ) / det
+    b = mean_p - (a * mean_i).sum(dim=1, keepdim=True)
+    return box_filter(a, r), box_filter(b, r)
+
+
+def window_max(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Maximum over a (2r+1)^2 window, as two 1-D passes (cost linear in r, not quadratic)."""
+    k = 2 * r + 1
+    x = F.max_pool2d(x, (k, 1), stride=1, padding=(r, 0))
+    return F.max_pool2d(x, (1, k), stride=1, padding=(0, r))
+
+
+def _shift_edge(p: torch.Tensor, px: float) -> torch.Tensor:
+    """Grow (px > 0) or shrink (px < 0) the sky by ``px`` guide pixels (grey dilation/erosion)."""
+    r = int(round(abs(px)))
+    if r == 0:
+        return p
+    return window_max(p, r) if px > 0 else -window_max(-p, r)
+
+
+def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
+    """Sky matte (H, W) float32 in [0, 1] for RGB uint8 ``image`` (H, W, 3) from a low-res ``prob``;
+    all zero when ``prob`` shows no sky (see ``has_sky``).
+
+    The full-resolution stages run in bands of rows, so a 100 MP photo needs the matte itself
+    plus a few small temporaries, never full-size float copies of the photo or coefficients.
+    """
+    return sky_matte(image, prob, options)[0]
+
+
+def sky_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray,
+              options: MatteOptions = MatteOptions()) -> tuple[np.ndarray, bool]:
+    """(matte, sky found): the one place the "no sky" rule is applied; without sky the matte is
+    all zero and the full-resolution stages are skipped."""
+    options.validate()
+    if not has_sky(prob):
+        return np.zeros(image.shape[:2], np.float32), False
+    return edge_aware_matte(image, prob, options), True
+
+
+def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
+    """``refine_matte`` without the "no sky" rule: the colour model, then the confidence-weighted
+    guided filter, at the photo's full resolution."""
+    options.validate()
+    h, w = image.shape[:2]
+    prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
+    scale = min(1.0, options.guide_side / max(h, w))
+    gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
+    full = readonly_view(image).permute(2, 0, 1)  # uint8 view, no copy
+    small = np.asarray(Image.fromarray(image).resize((gw, gh), Image.Resampling.BOX)) if scale < 1 else image
+    guide = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
+    p = F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False)
+    p = _shift_edge(p, options.edge_shift * scale)
+    if options.colour_zone > 0:
+        p = colour_refine(guide, p, max(1, round(options.colour_zone * max(gh, gw))))
+    weight = (2 * p - 1).square() + options.confidence_floor
+    radius = max(1, round(options.radius * max(gh, gw)))
+    a, b = _guided_coefficients(guide, p, weight, radius, options.eps)
+    a, b = _trust_confident_windows(a, b, p, radius)
+    coefficients = torch.cat([a, b], dim=1)[0]  # (4, gh, gw): A for R, G, B, then b
+    matte = torch.empty((h, w), dtype=torch.float32)
+    bands = resize_in_bands(coefficients, h, w) if scale < 1 else [(0, h, coefficients)]
+    for y0, y1, coef in bands:
+        band = matte[y0:y1]
+        band.copy_(coef[3])
+        for c in range(3):
+            band += coef[c] * (full[c, y0:y1].float() / 255.0)
+    if options.edge_fade > 0:
+        fade = max(1, round(options.edge_fade / 2))
+        matte = box_filter_in_bands(box_filter_in_bands(matte, fade), fade, out=matte)  # ~Gaussian feather
+    return _clean(matte).numpy()
+
+
+BAND_PIXELS = 2_000_000  # output pixels per band of rows in the full-resolution stages
+
+
+def _axis_weights(in_size: int, out_size: int, antialias: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices and weights, both (out_size, taps), of a 1-D resize as
+    ``F.interpolate(mode="bilinear", align_corners=False, antialias=...)`` computes them."""
+    scale = in_size / out_size
+    dst = torch.arange(out_size, dtype=torch.float64)
+    if not antialias:
+        src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
+        i0 = src.floor().clamp(max=in_size - 1)
+        frac = src - i0
+        index = torch.stack([i0, (i0 + 1).clamp(max=in_size - 1)], dim=1).long()
+        return index, torch.stack([1 - frac, frac], dim=1).float()
+    support, inv = (scale, 1 / scale) if scale >= 1 else (1.0, 1.0)  # Pillow's triangle filter
+    center = scale * (dst + 0.5)
+    first = (center - support + 0.5).floor().clamp(min=0.0)
+    stop = (center + support + 0.5).floor().clamp(max=float(in_size))
+    taps = torch.arange(2 * math.ceil(support) + 1, dtype=torch.float64)
+    index = first[:, None] + taps[None, :]
+    weight = (1 - ((index - center[:, None] + 0.5) * inv).abs()).clamp(min=0.0)
+    weight = torch.where(index < stop[:, None], weight, 0.0)
+    weight = weight / weight.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    return index.clamp(max=in_size - 1).long(), weight.float()
+
+
+def resize_in_bands(
+    src: torch.Tensor, out_h: int, out_w: int, antialias: bool = False, band_pixels: int = BAND_PIXELS
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Bilinear resize of ``src`` (C, h, w), any dtype, to (C, out_h, out_w) float32, yielded as
+    (y0, y1, rows y0:y1) bands so the full-size result never has to exist at once. Equals
+    ``F.interpolate(align_corners=False, antialias=...)`` up to float rounding."""
+    _, h, w = src.shape
+    index, weight = _axis_weights(h, out_h, antialias)
+    rows = max(1, band_pixels // max(out_w, 1))
+    for y0 in range(0, out_h, rows):
+        y1 = min(out_h, y0 + rows)
+        idx, wt = index[y0:y1], weight[y0:y1]
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        source = src[:, lo:hi].float()
+        if out_w != w:  # horizontal pass on the few source rows this band needs
+            source = F.interpolate(source[None], size=(hi - lo, out_w), mode="bilinear", align_corners=False,
+                                   antialias=antialias)[0]
+        out = source.index_select(1, idx[:, 0] - lo) * wt[:, 0, None]
+        for t in range(1, idx.shape[1]):
+            out += source.index_select(1, idx[:, t] - lo) * wt[:, t, None]
+        yield y0, y1, out
+
+
+def box_filter_in_bands(x: torch.Tensor, r: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``box_filter`` of a 2-D (H, W) tensor, computed in bands of rows (each with r rows of
+    context) to keep temporaries small; ``out`` must not be ``x``."""
+    h, w = x.shape
+    result = torch.empty_like(x) if out is None else out
+    if r <= 0:
+        return result.copy_(x)
+    row_counts, col_counts = _window_counts(h, r, x.dtype), _window_counts(w, r, x.dtype)
+    rows = max(4 * r, BAND_PIXELS // max(w, 1))
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        lo, hi = max(0, y0 - r), min(h, y1 + r)
+        sums = _box_sum(F.pad(x[None, None, lo:hi], (r, r, r, r)), 2 * r + 1)[0, 0]
+        result[y0:y1] = sums[y0 - lo : y1 - lo] / (row_counts[y0:y1, None] * col_counts[None, :])
+    return result
+
+
+COLOUR_LEVELS = 32  # histogram bins per channel of the colour model
+LOCAL_SKY_DISTANCE = 0.1  # RGB distance (0..1 per channel) within which a colour matches the sky beside it
+NOVEL_DISTANCE = 0.2  # RGB distance from the sky beside it beyond which a never-sky colour is a structure
+SURE = 0.9  # a colour model or network probability beyond this (or below 1 - SURE) is decisive
+
+
+def _colour_index(guide: torch.Tensor) -> torch.Tensor:
+    """(1, 3, h, w) RGB in [0, 1] -> (h * w,) bin index of a COLOUR_LEVELS^3 histogram."""
+    q = (guide[0] * (COLOUR_LEVELS - 1e-3)).long().clamp_(0, COLOUR_LEVELS - 1)
+    return ((q[0] * COLOUR_LEVELS + q[1]) * COLOUR_LEVELS + q[2]).flatten()
+
+
+def _colour_density(index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Normalised, slightly smoothed colour histogram (a cheap kernel density estimate)."""
+    n = COLOUR_LEVELS
+    hist = torch.bincount(index, weights=weights, minlength=n**3).float().view(1, 1, n, n, n)
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    for dim in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + dim] = 3
+        padding = [0, 0, 0]
+        padding[dim] = 1
+        hist = F.conv3d(hist, kernel.view(shape), padding=tuple(padding))
+    return hist.flatten() / hist.sum().clamp(min=1.0)
+
+
+def _coarse_dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """Binary dilation of a (1, 1, h, w) 0/1 mask by about ``r`` pixels, computed on a grid up to 8x
+    coarser (it only bounds a zone, so a few pixels of slack cost nothing and save most of the work)."""
+    f = max(1, r // 8)
+    h, w = mask.shape[2:]
+    coarse = F.max_pool2d(mask, f, stride=f, ceil_mode=True) if f > 1 else mask
+    grown = window_max(coarse, math.ceil(r / f))
+    return F.interpolate(grown, scale_factor=f, mode="nearest")[:, :, :h, :w] if f > 1 else grown
+
+
+def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tensor:
+    """Let the photo's colours correct the network near its sky line (the colour model of "Sky
+    Optimization", Liba et al. 2020), at the guide's resolution.
+
+    The sky's colours are learnt from where the network is sure of sky, the foreground's from where
+    it is sure of foreground (at half weight near the sky line, where a crown's sky gaps are labelled
+    foreground). Within ``zone`` guide pixels of the sky line, a pixel becomes sky when its colour is
+    one the sky shows and the foreground hardly ever does, close to the sky right beside it, and
+    inside a structure (foreground colours around it): sky between branches, truss openings, gaps in
+    a fence. A pixel the network calls sky becomes foreground when its colour is clearly foreground
+    near the sky line, or, anywhere, when it is a thin streak of a colour the sky never shows (a
+    mast, a dark cable). Colours both models know (a white wall against a white sky, a dark night
+    sky) keep the network's answer, and far from the sky line nothing opens (snow, water, blue cars).
+    Structures thinner than a guide pixel are left to the guided filter."""
+    sure_sky, sure_fg = p >= SURE, p <= 1 - SURE
+    if not bool(sure_sky.any()) or not bool(sure_fg.any()):
+        return p
+    near_line = (_coarse_dilate(sure_sky.float(), zone) * _coarse_dilate(1 - sure_sky.float(), zone)) > 0
+    index = _colour_index(guide)
+    sky_density = _colour_density(index, sure_sky.flatten().float())
+    # Sure foreground near the sky line counts half: enough that distant hazy trees or a white
+    # building on the skyline keep their colours as foreground, while the few sky pixels seen through
+    # a crown (labelled foreground there) stay far rarer than in the sky itself.
+    fg_weights = torch.where(near_line, 0.5, 1.0) * sure_fg.float()
+    fg_density = _colour_density(index, fg_weights.flatten())
+    # Opening needs a colour the sky shows and the deep foreground hardly ever does; cutting needs
+    # a colour the deep foreground shows (at least half as often as a uniform spread would) and the
+    # sky hardly ever does, so a rare cloud colour the network was unsure of is not cut out.
+    floor = 0.5 / COLOUR_LEVELS**3
+    sky_c, fg_c = sky_density[index].view_as(p), fg_density[index].view_as(p)
+    # Only inside structures: at least a quarter of the pixels around an opened one have foreground
+    # colours (sky between leaves, wires, bars). A large pale roof or wall face next to a pale sky
+    # has sky-like colours all around, so it stays what the network said.
+    local = max(2, round(0.01 * max(p.shape[2:])))
+    porous = box_filter((fg_c >= sky_c).float(), local) >= 0.25
+    # ...and close to the colour of the sky right there (a white hull or wall against a pale blue sky
+    # has colours the sky shows elsewhere in the frame, but not next to it).
+    sky_f = sure_sky.float()
+    nearby = box_filter(sky_f, zone)
+    local_sky = box_filter(guide * sky_f, zone) / nearby.clamp(min=1e-6)
+    distance = (guide - local_sky).square().sum(dim=1, keepdim=True)
+    like_local_sky = (nearby > 0) & (distance < LOCAL_SKY_DISTANCE**2)
+    opened = near_line & porous & like_local_sky & (sky_c >= 9 * (fg_c + floor))
+    # Thin structures across the sky (wires, cables, masts, twigs) need not be near the sky line and
+    # often have colours the foreground elsewhere lacks: cut them where the colour is one the sky
+    # never shows, far from the sky beside it, and the pixel is mostly surrounded by sky (so a large
+    # dark cloud is not cut, while stars and the sun, which the sure sky holds, never count as novel).
+    novel = (nearby > 0) & (sky_c < floor / 10) & (distance > NOVEL_DISTANCE**2)
+    thin = box_filter(like_local_sky.float(), local) >= 0.6
+    cut = (p > 0.5) & ((near_line & (fg_c >= 9 * sky_c) & (fg_c >= floor)) | (novel & thin))
+    posterior = sky_c / (sky_c + fg_c + floor)
+    refined = torch.where(opened, torch.maximum(p, posterior), p)
+    return torch.where(cut, torch.minimum(refined, posterior), refined)
+
+
+CONFIDENT = 0.02  # a window whose network probabilities all lie within this of 0 or 1 is settled
+
+
+def _trust_confident_windows(
+    a: torch.Tensor, b: torch.Tensor, p: torch.Tensor, r: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the network is sure over a whole window, keep its answer: the colour model is only
+    for the uncertain zone, and would otherwise let sky-coloured foreground (white road markings,
+    snow) pick up a faint veil of sky far from the sky line."""
+    sure_sky = (-window_max(-p, r) >= 1 - CONFIDENT).float()
+    sure_fg = (window_max(p, r) <= CONFIDENT).float()
+    keep = 1.0 - sure_sky - sure_fg
+    return a * keep, b * keep + sure_sky
+
+
+def _clean(matte: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and snap values within 2/255 of 0 or 1, so that the foreground stays
+    bit-exact and the sky fully replaced where the filter leaves a faint residue."""
+    matte.clamp_(0.0, 1.0)
+    snap = 2.0 / 255.0
+    matte[matte < snap] = 0.0
+    matte[matte > 1.0 - snap] = 1.0
+    return matte
