@@ -14,7 +14,7 @@ def to_u8(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     values = np.asarray(values)
     if out is None:
         out = np.empty(values.shape, np.uint8)
-    if values.ndim < 2:
+    if values.ndim < 2 or values.shape[0] == 0:
         out[...] = _convert(values)
         return out
     rows = max(1, _BAND_VALUES // max(1, values[0].size))
@@ -24,5 +24,8 @@ def to_u8(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def _convert(values: np.ndarray) -> np.ndarray:
-    scaled = np.nan_to_num(values, nan=0.0) * 255 + 0.5
-    return np.clip(scaled, 0, 255).astype(np.uint8)  # truncation after +0.5: round half up
+    scaled = values * 255
+    scaled += 0.5
+    np.fmax(scaled, 0, out=scaled)  # fmax also turns NaN into 0 (nan_to_num costs 4x more)
+    np.minimum(scaled, 255, out=scaled)
+    return scaled.astype(np.uint8)  # truncation after +0.5: round half up
