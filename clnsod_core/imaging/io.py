@@ -19,13 +19,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clnsod_core.arrays import to_u8
 from clnsod_core.files import write_atomic
+from clnsod_core.imaging.formats import OPTIONAL_FORMATS, can_write, missing_support, sniff
 from clnsod_core.options import option
 
 # Photos above this many pixels are refused before decoding (a 100 MP panorama is fine).
 # Pillow's own decompression-bomb guard (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) still applies above it.
 DEFAULT_MAX_PIXELS = round(option("max_megapixels").default * 1_000_000)
 # File name extensions treated as photos when a folder is searched (batch jobs, training data, eval).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif",
+                            *(suffix for fmt in OPTIONAL_FORMATS for suffix in fmt.suffixes)})
 
 
 class PhotoError(Exception):
@@ -119,6 +121,9 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         raise PhotoError(path, f"image too large (over Pillow's decompression-bomb limit of {limit:.0f} MP)") from None
     except UnidentifiedImageError:
+        optional = sniff(path)
+        if optional is not None:
+            raise PhotoError(path, missing_support(optional, "reading")) from None
         raise PhotoError(path, "not an image file (format not recognised)") from None
     except PermissionError:
         raise PhotoError(path, "permission denied") from None
@@ -150,7 +155,8 @@ def save_mask_png(prob: np.ndarray, path: Path) -> None:
     write_atomic(path, lambda handle: image.save(handle, format="PNG", compress_level=3))
 
 
-OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+                  ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF"}
 
 
 def output_format(path: Path) -> str:
@@ -158,6 +164,9 @@ def output_format(path: Path) -> str:
     fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unsupported output extension {path.suffix!r}; use one of {', '.join(sorted(OUTPUT_FORMATS))}")
+    optional = next((f for f in OPTIONAL_FORMATS if f.name == fmt), None)
+    if optional is not None and not can_write(optional):
+        raise ValueError(f"{path}: {missing_support(optional, 'writing')}")
     return fmt
 
 
@@ -189,6 +198,8 @@ def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, qua
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=False)
     elif fmt == "WEBP":
         options.update(quality=quality, method=4)
+    elif fmt in ("HEIF", "AVIF"):
+        options.update(quality=quality)
     elif fmt == "PNG":
         options.update(compress_level=3)
     elif fmt == "TIFF":

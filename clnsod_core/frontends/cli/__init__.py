@@ -10,6 +10,7 @@ import click
 from clnsod_core import __version__
 from clnsod_core.frontends.cli.batch import batch_command
 from clnsod_core.frontends.cli.eval import eval_command
+from clnsod_core.frontends.cli.formats import formats_command
 from clnsod_core.frontends.cli.mask import mask_command
 from clnsod_core.frontends.cli.replace import replace_command
 from clnsod_core.frontends.cli.skies import skies_group
@@ -41,7 +42,8 @@ def _missing_trainer(name: str) -> click.Command:
     return command
 
 
-for _command in (mask_command, replace_command, batch_command, skies_group, eval_command, weights_group):
+for _command in (mask_command, replace_command, batch_command, skies_group, formats_command, eval_command,
+                 weights_group):
     main.add_command(_command)
 for _entry in entry_points(group=PLUGIN_GROUP):
     main.add_command(_entry.load(), _entry.name)
