@@ -1,1 +1,2 @@
-"""Front-ends over the replacement API: the clnsod command line and the editor plugins' bridge."""
+"""Front-ends over the replacement API: the clnsod command line, the editor plugins' bridge and
+the Ray engine of ``clnsod batch``."""

@@ -1,4 +1,5 @@
-"""``clnsod batch``: every photo under a folder, masks or replacements, resumable."""
+"""``clnsod batch``: every photo under a folder, masks or replacements, resumable; in this process
+(``--engine local``) or on Ray workers (``--engine ray``, ``clnsod_core/frontends/ray_engine.py``)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,44 @@ from typing import Any
 
 import click
 
-from clnsod_core.frontends.cli.common import ensure_writable_dir, finish, report_error
+from clnsod_core.frontends.cli.common import ensure_writable_dir, finish
 from clnsod_core.frontends.cli.options import REPLACE_GROUPS, cli_options
 from clnsod_core.frontends.cli.runners import (
     OUTPUT_KINDS,
+    batch_runner,
     load_replacer,
     load_sky_or_fail,
-    mask_runner,
-    output_paths,
-    replace_runner,
+    plan_batch,
 )
 from clnsod_core.imaging.io import OUTPUT_FORMATS
-from clnsod_core.jobs import JobRunner, JobSummary, PhotoJob, find_photos, plan_jobs
-from clnsod_core.masking.matte import MatteOptions
-from clnsod_core.options import part_values
+from clnsod_core.jobs import JobSummary, PhotoJob, find_photos
+
+ENGINES = ("local", "ray")
+
+
+def is_uri(text: str) -> bool:
+    """``scheme://...`` (s3://, gs://, hdfs://, file://): read through pyarrow's filesystems by the Ray engine."""
+    return "://" in text
+
+
+class FolderOrUri(click.ParamType):
+    """A local folder, checked like ``click.Path``, or a URI, passed on as text (only the Ray engine
+    takes URIs; a local path is checked here on the machine that runs the command)."""
+
+    name = "folder|uri"
+
+    def __init__(self, exists: bool) -> None:
+        self.path = click.Path(exists=exists, file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        if isinstance(value, str) and is_uri(value):
+            return value
+        return self.path.convert(value, param, ctx)  # type: ignore[no-any-return]
 
 
 @click.command("batch")
-@click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.argument("in_dir", type=FolderOrUri(exists=True))
+@click.option("-o", "--out", "out_dir", required=True, type=FolderOrUri(exists=False),
               help="Output folder; the sub-folder structure of IN_DIR is kept.")
 @click.option("--output", "output_kind", type=click.Choice(OUTPUT_KINDS), default=None,
               help="composite (default with --sky), mask (default without), both, or layers: the editor stack "
@@ -35,29 +55,57 @@ from clnsod_core.options import part_values
               show_default=True,
               help="File format of composites.")
 @click.option("--overwrite", is_flag=True, help="Redo photos whose outputs already exist.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="local: in this process. ray: on Ray Data workers that each load the model once "
+              "(needs pip install -e '.[ray]'); IN_DIR and OUT may then also be URIs (s3://, gs://, "
+              "file://, anything pyarrow's filesystems read), and local paths must be on storage that "
+              "every node of the cluster sees at the same path.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="[ray] The Ray cluster to join (HEAD:6379, as printed by 'ray start --head'); without it "
+              "a local Ray is started on this machine for the run.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="[ray] Number of workers. Default: as many as the cluster's CPUs (GPUs with "
+              "--gpus-per-worker) allow.")
+@click.option("--cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="[ray] CPUs reserved per worker, also its PyTorch threads (default 1).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+              help="[ray] GPUs reserved per worker (e.g. 1, or 0.5 for two per GPU); the network then "
+              "runs on --device as given (auto = cuda). Without it workers run on the CPU.")
 @cli_options(*REPLACE_GROUPS)
-def batch_command(in_dir: Path, out_dir: Path, output_kind: str | None, fmt: str, overwrite: bool, **flags: Any) -> None:
+def batch_command(in_dir: Path | str, out_dir: Path | str, output_kind: str | None, fmt: str, overwrite: bool,
+                  engine: str, address: str | None, workers: int | None, cpus_per_worker: float | None,
+                  gpus_per_worker: float | None, **flags: Any) -> None:
     """Process every photo under IN_DIR (recursively) into OUT."""
     kind = output_kind or ("composite" if flags["sky"] else "mask")
     if kind != "mask" and flags["sky"] is None:
         raise click.UsageError(f"--output {kind} needs --sky FILE|PRESET")
+    if engine == "ray":
+        from clnsod_core.frontends.ray_engine import RaySettings, run_on_ray
+
+        settings = RaySettings(address, workers, cpus_per_worker or 1.0, gpus_per_worker or 0.0)
+        run_on_ray(str(in_dir), str(out_dir), kind, fmt, overwrite, flags, settings)
+        return
+    ray_only = {"--address": address, "--workers": workers, "--cpus-per-worker": cpus_per_worker,
+                "--gpus-per-worker": gpus_per_worker}
+    given = [name for name, value in ray_only.items() if value is not None]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} only apply to --engine ray")
+    if not isinstance(in_dir, Path) or not isinstance(out_dir, Path):
+        raise click.UsageError("URIs (scheme://...) are read and written by --engine ray only")
+    run_locally(in_dir, out_dir, kind, fmt, overwrite, flags)
+
+
+def run_locally(in_dir: Path, out_dir: Path, kind: str, fmt: str, overwrite: bool, flags: dict[str, Any]) -> None:
+    """The local engine: one model in this process, the core's job engine over every photo."""
     ensure_writable_dir(out_dir, recursive_cleanup=True)
     sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"]) if kind != "mask" else None
-    photos = find_photos(in_dir, exclude=out_dir)
     summary = JobSummary()
-    pairs = ((p, output_paths(out_dir / p.relative_to(in_dir).parent / p.stem, kind, fmt)) for p in photos)
-    jobs = plan_jobs(pairs, overwrite, summary, report_error)
+    jobs = plan_batch(find_photos(in_dir, exclude=out_dir), in_dir, out_dir, kind, fmt, overwrite, summary)
     if jobs:
         replacer = load_replacer(flags)
         with click.progressbar(length=len(jobs), label=f"{len(jobs)} photos", file=click.get_text_stream("stderr")) as bar:
             def tick(_job: PhotoJob) -> None:
                 bar.update(1)
 
-            runner: JobRunner[Any]
-            if kind == "mask":
-                options = MatteOptions(**part_values("matte", flags))
-                runner = mask_runner(replacer, options, summary, on_done=tick)
-            else:
-                runner = replace_runner(replacer, sky, flags, kind, summary, on_done=tick)  # type: ignore[arg-type]
-            runner.run(jobs, summary)
+            batch_runner(replacer, kind, sky, flags, summary, on_done=tick).run(jobs, summary)
     finish(summary)

@@ -3,6 +3,7 @@ photos through the core's job engine (``clnsod_core.jobs``), writing each photo'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import numpy as np
 
 from clnsod_core.frontends.cli.common import load_masker, report_error
 from clnsod_core.imaging.io import PhotoError, save_image, save_mask_png, save_unchanged
-from clnsod_core.jobs import Decoded, JobRunner, JobSummary
+from clnsod_core.jobs import Decoded, ErrorReporter, JobRunner, JobSummary, PhotoJob, plan_jobs
 from clnsod_core.masking.matte import MatteOptions, sky_matte
+from clnsod_core.options import part_values
 from clnsod_core.replace import ReplaceOptions, ReplaceResult, SkyReplacer, load_sky
 
 NETWORK_CHUNK = 4  # photos per network pass when only masks are needed
@@ -41,14 +43,42 @@ def load_sky_or_fail(spec: str, max_megapixels: float) -> np.ndarray | str:
         raise click.ClickException(str(exc)) from None
 
 
-def _report_no_sky(source: Path, summary: JobSummary, what: str) -> None:
-    click.echo(f"{source}: no sky found; {what}", err=True)
+Notice = Callable[[str], None]  # receives informational lines such as "<photo>: no sky found; ..."
+
+
+def echo_notice(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _report_no_sky(source: Path, summary: JobSummary, what: str, notice: Notice) -> None:
+    notice(f"{source}: no sky found; {what}")
     summary.no_sky += 1
 
 
+def plan_batch(photos: Iterable[Path], in_dir: Path, out_dir: Path, kind: str, ext: str, overwrite: bool,
+               summary: JobSummary, report: ErrorReporter = report_error) -> list[PhotoJob]:
+    """``clnsod batch``'s jobs (either engine): each photo's outputs under ``out_dir`` keep its
+    sub-folder of ``in_dir``; photos already done are skipped, clashes refused (``plan_jobs``)."""
+    pairs = ((p, output_paths(out_dir / p.relative_to(in_dir).parent / p.stem, kind, ext)) for p in photos)
+    return plan_jobs(pairs, overwrite, summary, report)
+
+
+def batch_runner(replacer: SkyReplacer, kind: str, sky: np.ndarray | str | None, flags: dict[str, Any],
+                 summary: JobSummary, **kw: Any) -> JobRunner[Any]:
+    """The runner of ``clnsod batch`` for an output kind (either engine): masks, or replacements."""
+    if kind == "mask":
+        return mask_runner(replacer, MatteOptions(**part_values("matte", flags)), summary, **kw)
+    if sky is None:
+        raise ValueError(f"output {kind!r} needs a sky")
+    return replace_runner(replacer, sky, flags, kind, summary, **kw)
+
+
 def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummary,
+                report: ErrorReporter = report_error, notice: Notice = echo_notice,
                 **kw: Any) -> JobRunner[tuple[np.ndarray, bool]]:
-    """Masks, several photos per network pass; each written as one 8-bit PNG (all zero without sky)."""
+    """Masks, several photos per network pass; each written as one 8-bit PNG (all zero without sky).
+    ``report`` receives failure lines and ``notice`` no-sky lines (both on stderr unless a caller,
+    such as a distributed worker, collects them)."""
     def compute(items: list[Decoded]) -> list[tuple[np.ndarray, bool]]:
         probs = replacer.masker.predict_working_size([item.image for item in items])
         return [sky_matte(item.image, prob, options) for item, prob in zip(items, probs, strict=True)]
@@ -57,13 +87,14 @@ def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummar
         matte, sky_found = result
         save_mask_png(matte, item.job.targets[0])
         if not sky_found:
-            _report_no_sky(item.job.source, summary, "the mask is empty")
+            _report_no_sky(item.job.source, summary, "the mask is empty", notice)
 
-    return JobRunner(compute, write, replacer.masker.max_pixels, report_error, chunk=NETWORK_CHUNK, **kw)
+    return JobRunner(compute, write, replacer.masker.max_pixels, report, chunk=NETWORK_CHUNK, **kw)
 
 
 def replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, flags: dict[str, Any], kind: str,
-                   summary: JobSummary, **kw: Any) -> JobRunner[ReplaceResult]:
+                   summary: JobSummary, report: ErrorReporter = report_error, notice: Notice = echo_notice,
+                   **kw: Any) -> JobRunner[ReplaceResult]:
     """Replacements written as ``kind`` (see ``output_paths``); a photo without sky is written unchanged."""
     options = ReplaceOptions.from_flat(flags)
     quality = flags["quality"]
@@ -85,6 +116,6 @@ def replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, flags: dict[str
             save_image(layers.sky_rgba(), targets[1], item.meta)
             save_image(layers.lighting, targets[2], item.meta)
         if not result.sky_found:
-            _report_no_sky(item.job.source, summary, "written unchanged")
+            _report_no_sky(item.job.source, summary, "written unchanged", notice)
 
-    return JobRunner(compute, write, replacer.masker.max_pixels, report_error, **kw)
+    return JobRunner(compute, write, replacer.masker.max_pixels, report, **kw)
