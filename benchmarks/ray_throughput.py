@@ -18,41 +18,18 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from PIL import Image
-
-REPO = Path(__file__).resolve().parents[1]
-PHOTO = REPO.parent / "shared" / "data" / "photos" / "sunset_by_Aitzol_Berasategi.jpg"  # 4272x2848 = 12.2 MP
-CLI = [sys.executable, "-m", "clnsod_core.frontends.cli"]
-
-
-def make_photos(count: int, folder: Path) -> Path:
-    """``count`` 12 MP JPEGs (the test photo, each mirrored or not and re-encoded at q92..q90, so the
-    files differ) in ``folder``."""
-    folder.mkdir()
-    with Image.open(PHOTO) as im:
-        base = im.convert("RGB")
-        for i in range(count):
-            (base.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else base).save(folder / f"photo_{i:02d}.jpg",
-                                                                                    quality=92 - i % 3)
-    return folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch_throughput import make_folder, run_cli  # noqa: E402  (same photos, same way of running clnsod)
 
 
 def timed_run(src: Path, out: Path, extra: list[str]) -> float:
     """Wall seconds of one ``clnsod batch`` into an empty ``out``; fails loudly unless every photo was written."""
     shutil.rmtree(out, ignore_errors=True)
-    started = time.perf_counter()
-    result = subprocess.run([*CLI, "batch", str(src), "-o", str(out), "--sky", "sunset", *extra],
-                            check=False, capture_output=True, text=True, cwd=REPO)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"clnsod batch {' '.join(extra)} failed:\n{result.stderr}")
-    return elapsed
+    return run_cli(["batch", str(src), "-o", str(out), "--sky", "sunset", *extra])
 
 
 def main() -> None:
@@ -69,7 +46,8 @@ def main() -> None:
         workers, cpus = spec.split("x")
         configs[f"ray {workers}x{cpus}"] = ["--engine", "ray", "--workers", workers, "--cpus-per-worker", cpus]
     with tempfile.TemporaryDirectory(prefix="clnsod-ray-bench-") as tmp:
-        all_photos = make_photos(sizes[-1], Path(tmp) / "all")
+        make_folder(Path(tmp) / "all", sizes[-1], 12.0)
+        all_photos = Path(tmp) / "all"
         folders = {}
         for n in sizes:
             folders[n] = Path(tmp) / f"in{n}"
@@ -83,7 +61,7 @@ def main() -> None:
                     times[name, n].append(timed_run(folders[n], Path(tmp) / "out", extra))
     median = {key: statistics.median(samples) for key, samples in times.items()}
     big, small = sizes[-1], sizes[0]
-    print(f"`clnsod batch --sky sunset` on 12.2 MP photos, median of {args.runs} runs, {os.cpu_count()} CPUs; "
+    print(f"`clnsod batch --sky sunset` on 12 MP photos, median of {args.runs} runs, {os.cpu_count()} CPUs; "
           "wall time includes start-up (Ray, model load per worker)\n")
     header = ["engine", "workers × CPUs", *(f"{n} photos, s" for n in sizes), f"photos/min ({big})", "vs local"]
     if len(sizes) > 1:
