@@ -73,5 +73,8 @@ def test_missing_codec_is_named_with_what_to_install(landscape_photo: Path, tmp_
     assert f"{source}: reading HEIF needs pip install 'clnsod[heif]'" in read.stderr
     write = run_cli("replace", landscape_photo, "--sky", "sunset", "-o", tmp_path / "o.heic", launcher=without_heif)
     assert write.returncode == 2 and "writing HEIF needs pip install 'clnsod[heif]'" in write.stderr
+    batch = run_cli("batch", tmp_path, "-o", tmp_path / "out", "--sky", "sunset", "--format", "heic",
+                    launcher=without_heif)
+    assert batch.returncode == 2 and "writing HEIF needs pip install 'clnsod[heif]'" in batch.stderr
     listing = run_cli("formats", launcher=without_heif)
     assert listing.returncode == 0 and "HEIF" in listing.stdout and "read no, write no" in listing.stdout

@@ -17,7 +17,7 @@ from clnsod_core.frontends.cli.runners import (
     load_sky_or_fail,
     plan_batch,
 )
-from clnsod_core.imaging.io import OUTPUT_FORMATS
+from clnsod_core.imaging.io import OUTPUT_FORMATS, output_format
 from clnsod_core.jobs import JobSummary, PhotoJob, find_photos
 
 ENGINES = ("local", "ray")
@@ -79,6 +79,11 @@ def batch_command(in_dir: Path | str, out_dir: Path | str, output_kind: str | No
     kind = output_kind or ("composite" if flags["sky"] else "mask")
     if kind != "mask" and flags["sky"] is None:
         raise click.UsageError(f"--output {kind} needs --sky FILE|PRESET")
+    if kind in ("composite", "both"):
+        try:
+            output_format(Path(f"composite.{fmt}"))  # a codec that is not installed: say so before any work
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     if engine == "ray":
         from clnsod_core.frontends.ray_engine import RaySettings, run_on_ray
 
