@@ -201,14 +201,16 @@ def option_table() -> dict[str, Any]:
     """What the plugins build their dialogs from: the bridge's options, the sky presets, the digest."""
     from clnsod_core.compositing.skies import PRESETS
 
-    return {"protocol": PROTOCOL, "options_digest": options_digest(),
-            "options": [o.to_data() for o in on(BRIDGE)], "presets": list(PRESETS)}
+    return {"protocol": PROTOCOL, "options_digest": options_digest(), "options": _OFFERED, "presets": list(PRESETS)}
 
 
 def options_digest() -> str:
     """sha256 of the bridge's option table: a plugin installed from another version is told to reinstall."""
-    text = json.dumps([o.to_data() for o in on(BRIDGE)], sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _DIGEST
+
+
+_OFFERED = [o.to_data() for o in on(BRIDGE)]  # the table is fixed for the process: described and hashed once
+_DIGEST = hashlib.sha256(json.dumps(_OFFERED, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 STOP_FLAG = "--stop-on-stdin-eof"
