@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from clnsod_core.arrays import to_u8
+from clnsod_core.arrays import as_u8, to_u8
 from clnsod_core.compositing.compose import (
     Harmonisation,
     SkyPlacement,
@@ -22,8 +22,9 @@ from clnsod_core.compositing.compose import (
     place_sky,
 )
 from clnsod_core.compositing.layers import lighting_layer
-from clnsod_core.compositing.skies import PRESETS, render_preset
-from clnsod_core.imaging.io import PhotoError, load_photo
+from clnsod_core.compositing.skies import PRESETS, render_preset_float
+from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
+from clnsod_core.imaging.io import PhotoError, load_photo_with_meta
 from clnsod_core.masking.inference import SkyMasker
 from clnsod_core.masking.matte import MatteOptions, sky_matte
 from clnsod_core.options import option, part_values
@@ -71,11 +72,11 @@ class EditorLayers:
 
 @dataclass
 class ReplaceResult:
-    photo: np.ndarray  # (H, W, 3) uint8, the untouched input
-    composite: np.ndarray  # (H, W, 3) uint8
+    photo: np.ndarray  # (H, W, 3) uint8 or uint16, the untouched input
+    composite: np.ndarray  # (H, W, 3), the photo's dtype and colour space
     matte: np.ndarray  # (H, W) float32, 1 = sky
-    sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky
-    foreground: np.ndarray  # (H, W, 3) uint8, the photo after recolour/relight/halo
+    sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky, in the photo's colour space
+    foreground: np.ndarray  # (H, W, 3) the photo's dtype, the photo after recolour/relight/halo
     sky_found: bool = True  # False: no sky in the photo; composite and foreground are the photo itself
 
     @classmethod
@@ -89,40 +90,59 @@ class ReplaceResult:
         """The layer stack; every value is 8-bit, so the stack equals ``composite`` to 8-bit rounding."""
         matte = to_u8(self.matte)
         sky = to_u8(self.sky)
-        return EditorLayers(matte, sky, lighting_layer(self.photo, sky, matte, self.composite))
+        return EditorLayers(matte, sky, lighting_layer(as_u8(self.photo), sky, matte, as_u8(self.composite)))
 
 
-def load_sky(spec: str | Path, max_pixels: int) -> np.ndarray | str:
+@dataclass(frozen=True)
+class SkyImage:
+    """A sky photo and the colour space its pixels are in (its own profile; untagged = sRGB)."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 or uint16
+    space: ColourSpace = SRGB
+
+
+def load_sky(spec: str | Path, max_pixels: int) -> SkyImage | str:
     """A preset name (returned as is) or the decoded sky image; PhotoError names the sky file."""
     text = str(spec)
     if text in PRESETS:
         return text
     try:
-        return load_photo(spec, max_pixels)
+        pixels, meta = load_photo_with_meta(spec, max_pixels)
     except PhotoError as exc:
         raise PhotoError(exc.path, f"sky image unusable: {exc.reason}") from None
+    return SkyImage(pixels, ColourSpace(meta.icc_profile))
+
+
+SkySource = SkyImage | np.ndarray | str  # a sky photo, sRGB pixels, or a preset name
 
 
 class SkyReplacer:
+    """Photos are RGB arrays (uint8 or uint16) in their own colour space (``space``, None = sRGB)."""
+
     def __init__(self, masker: SkyMasker) -> None:
         self.masker = masker
+        self._converted: tuple[SkyImage, ColourSpace, np.ndarray] | None = None  # last sky conversion
 
-    def mask(self, photo: np.ndarray, options: MatteOptions = MatteOptions()) -> tuple[np.ndarray, bool]:
+    def mask(self, photo: np.ndarray, options: MatteOptions = MatteOptions(),
+             space: ColourSpace | None = None) -> tuple[np.ndarray, bool]:
         """Edge-aware full-resolution sky matte, and whether the photo has sky at all."""
         options.validate()
-        return sky_matte(photo, self.masker.predict_working_size([photo])[0], options)
+        return sky_matte(photo, self.masker.predict_working_size([photo], [space])[0], options)
 
-    def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
+    def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions(),
+              space: ColourSpace | None = None) -> np.ndarray:
         """Edge-aware full-resolution sky matte (all zero without sky)."""
-        return self.mask(photo, options)[0]
+        return self.mask(photo, options, space)[0]
 
-    def replace(self, photo: np.ndarray, sky: np.ndarray | str, options: ReplaceOptions = ReplaceOptions(),
-                on_stage: Callable[[str], None] | None = None) -> ReplaceResult:
-        """``on_stage`` is told when each slow stage starts (for progress reporting)."""
+    def replace(self, photo: np.ndarray, sky: SkySource, options: ReplaceOptions = ReplaceOptions(),
+                on_stage: Callable[[str], None] | None = None, space: ColourSpace | None = None) -> ReplaceResult:
+        """``on_stage`` is told when each slow stage starts (for progress reporting). The result is in
+        the photo's dtype and colour space; the sky is converted into that space first."""
         options.validate()
+        space = space or SRGB
         report = on_stage or (lambda _stage: None)
         report("computing the sky matte")
-        matte, sky_found = self.mask(photo, options.matte)
+        matte, sky_found = self.mask(photo, options.matte, space)
         if not sky_found:
             return ReplaceResult.without_sky(photo)
         report("placing the new sky")
@@ -131,8 +151,22 @@ class SkyReplacer:
         if isinstance(sky, str):
             region_h = max(bottom, h // 4, 1)
             scale = min(1.0, PRESET_RENDER_SIDE / max(w, region_h))
-            sky = render_preset(sky, max(8, round(w * scale)), max(8, round(region_h * scale)), options.seed)
-        placed = place_sky(sky, h, w, bottom, options.placement)
+            rendered = render_preset_float(sky, max(8, round(w * scale)), max(8, round(region_h * scale)), options.seed)
+            sky_pixels = convert(rendered, SRGB, space)
+        elif isinstance(sky, SkyImage):
+            sky_pixels = self._sky_in(sky, space)
+        else:
+            sky_pixels = convert(sky, SRGB, space)
+        placed = place_sky(sky_pixels, h, w, bottom, options.placement)
         report("blending the foreground")
         comp, foreground = composite(photo, matte, placed, options.harmonisation)
         return ReplaceResult(photo, comp, matte, placed, foreground)
+
+    def _sky_in(self, sky: SkyImage, space: ColourSpace) -> np.ndarray:
+        """The sky photo's pixels in ``space``; the last conversion is kept (a batch shares one sky)."""
+        cached = self._converted
+        if cached is not None and cached[0] is sky and cached[1] == space:
+            return cached[2]
+        pixels = convert(sky.pixels, sky.space, space)
+        self._converted = (sky, space, pixels)
+        return pixels

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch.nn.functional as F
 
-from clnsod_core.arrays import to_u8
+from clnsod_core.arrays import from_unit, unit_scale
 from clnsod_core.masking.matte import readonly_view, resize_in_bands
 from clnsod_core.options import check_part, defaults
 
@@ -67,10 +67,11 @@ def lowest_sky_line(matte: np.ndarray, threshold: float = 0.5) -> int:
 
 
 def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
-    """The sky image scaled to cover the region above ``sky_bottom`` (and the full width),
+    """The sky image (uint8, uint16 or float32 in [0, 1]) scaled to cover the region above ``sky_bottom`` (and the full width),
     its bottom edge anchored at ``sky_bottom``; returns (height, width, 3) float32 in [0, 1]."""
     placement.validate()
     sh, sw = sky.shape[:2]
+    scale = np.float32(unit_scale(sky.dtype))
     region_h = max(sky_bottom, height // 4, 1)
     cover = max(width / sw, region_h / sh) * placement.scale
     out_w, out_h = sw * cover, sh * cover
@@ -92,7 +93,7 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
     for r0, r1, band in resize_in_bands(crop, sky_rows, width, antialias=cover < 1):
         part = out[r0:r1]
         part[...] = band.permute(1, 2, 0).numpy()
-        part /= 255.0
+        part /= scale
         _adjust_sky(part, placement)
     if sky_rows < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
         out[sky_rows:] = out[sky_rows - 1]
@@ -115,7 +116,7 @@ def _weighted_mean(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
     if total < _EPS:
         return np.full(3, 0.5, np.float32)
     mean = (img * wt[:, None]).sum(axis=0) / total
-    return mean / 255.0 if image.dtype == np.uint8 else mean
+    return mean / np.float32(unit_scale(image.dtype))
 
 
 def foreground_gain(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> np.ndarray:
@@ -147,24 +148,26 @@ def _halo_bands(matte: np.ndarray, width_px: float, rows: int) -> Iterator[tuple
 
 
 def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> tuple[np.ndarray, np.ndarray]:
-    """(composite uint8, harmonised foreground uint8) for photo (H,W,3) uint8, matte (H,W), sky (H,W,3) float."""
+    """(composite, harmonised foreground), both of the photo's dtype (uint8 or uint16), for photo (H,W,3),
+    matte (H,W) and sky (H,W,3) float32; computed in float32, rounded once at the end."""
     gain = foreground_gain(photo, matte, new_sky, options)
     h, w = matte.shape
-    out = np.empty((h, w, 3), np.uint8)
-    lit = np.empty((h, w, 3), np.uint8)
+    out = np.empty((h, w, 3), photo.dtype)
+    lit = np.empty((h, w, 3), photo.dtype)
+    top = unit_scale(photo.dtype)
     rows = max(1, 4_000_000 // max(w, 1))  # strips keep the float temporaries small
     halo = _halo_bands(matte, options.halo_width * max(h, w), rows) if options.halo > 0 else None
     sky_mean = _weighted_mean(new_sky, matte) if halo is not None else None
     for y0 in range(0, h, rows):
         sl = slice(y0, min(h, y0 + rows))
-        fg = photo[sl].astype(np.float32) * (gain / 255.0)
+        fg = photo[sl].astype(np.float32) * (gain / top)
         if halo is not None:
             _, band = next(halo)  # same rows as this strip
             b = band[:, :, None] * options.halo
             fg = fg * (1 - b) + (1 - (1 - fg) * (1 - sky_mean)) * b  # screen toward the sky colour
         np.clip(fg, 0, 1, out=fg)
-        to_u8(fg, out=lit[sl])
+        from_unit(fg, photo.dtype, out=lit[sl])
         m = matte[sl, :, None]
         mixed = new_sky[sl] * m + fg * (1 - m)
-        to_u8(mixed, out=out[sl])
+        from_unit(mixed, photo.dtype, out=out[sl])
     return out, lit

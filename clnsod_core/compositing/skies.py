@@ -145,7 +145,12 @@ PRESETS: dict[str, Preset] = {
 
 
 def render_preset(name: str, width: int, height: int, seed: int = 0) -> np.ndarray:
-    """(height, width, 3) uint8 sky. Large sizes are rendered at <= 2048 px and upscaled."""
+    """(height, width, 3) uint8 sRGB sky. Large sizes are rendered at <= 2048 px and upscaled."""
+    return to_u8(render_preset_float(name, width, height, seed))
+
+
+def render_preset_float(name: str, width: int, height: int, seed: int = 0) -> np.ndarray:
+    """(height, width, 3) float32 sRGB sky in [0, 1]: what 16-bit photos get, free of 8-bit banding."""
     if name not in PRESETS:
         raise ValueError(f"unknown sky preset {name!r}; choose one of {', '.join(PRESETS)}")
     if not (1 <= width <= 30000 and 1 <= height <= 30000):
@@ -157,4 +162,4 @@ def render_preset(name: str, width: int, height: int, seed: int = 0) -> np.ndarr
     tensor = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
     if (rh, rw) != (height, width):
         tensor = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
-    return to_u8(tensor[0].permute(1, 2, 0).numpy())
+    return np.ascontiguousarray(tensor[0].permute(1, 2, 0).numpy())

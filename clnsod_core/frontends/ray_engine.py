@@ -26,7 +26,12 @@ import numpy as np
 
 from clnsod_core.files import remove_stale_parts, write_atomic
 from clnsod_core.frontends.cli.batch import is_uri
-from clnsod_core.frontends.cli.common import ensure_writable_dir, finish, load_masker, report_error
+from clnsod_core.frontends.cli.common import (
+    ensure_writable_dir,
+    finish,
+    load_masker,
+    report_error,
+)
 from clnsod_core.frontends.cli.runners import (
     NETWORK_CHUNK,
     batch_runner,
@@ -37,6 +42,7 @@ from clnsod_core.frontends.cli.runners import (
 )
 from clnsod_core.imaging.io import IMAGE_SUFFIXES
 from clnsod_core.jobs import JobSummary, PhotoJob, find_photos
+from clnsod_core.replace import SkySource
 from clnsod_core.runtime import tune_allocator
 
 if TYPE_CHECKING:
@@ -305,7 +311,7 @@ class PhotoWorker:
     """A Ray Data actor: ``__call__`` takes a batch of rows (``photo``, ``targets``) and returns one
     result per photo (``status``: written / no_sky / failed, and its ``line``)."""
 
-    def __init__(self, flags: dict[str, Any], kind: str, sky: np.ndarray | str | None, weights: bytes,
+    def __init__(self, flags: dict[str, Any], kind: str, sky: SkySource | None, weights: bytes,
                  source: Store, dest: Store, threads: int) -> None:
         import torch
 

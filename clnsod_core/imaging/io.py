@@ -1,9 +1,11 @@
 """Reading photos and writing images safely.
 
-Any photo PIL can decode becomes an (H, W, 3) uint8 RGB array with its EXIF orientation
-applied; every failure becomes a ``PhotoError`` whose message names the file and the reason.
-Outputs are written to a temp file in the target folder and renamed into place, so a crash
-never leaves a partial file behind.
+Any photo PIL can decode becomes an (H, W, 3) RGB array with its EXIF orientation applied:
+uint8, or uint16 for 16-bit PNG/TIFF and camera RAW files (``deep.py``, ``raw.py``). Gray and
+CMYK photos with a profile are converted to sRGB through it; RGB photos keep their own colour
+space (``PhotoMeta.icc_profile``, see ``colour.py``). Every failure becomes a ``PhotoError``
+whose message names the file and the reason. Outputs are written to a temp file in the target
+folder and renamed into place, so a crash never leaves a partial file behind.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from clnsod_core.arrays import to_u8
+from clnsod_core.arrays import as_u8, to_u8
 from clnsod_core.files import write_atomic
-from clnsod_core.imaging.formats import OPTIONAL_FORMATS, can_write, missing_support, sniff
+from clnsod_core.imaging import deep, raw
+from clnsod_core.imaging.colour import ColourError, colour_kind, gray_or_cmyk_to_srgb
+from clnsod_core.imaging.formats import (
+    OPTIONAL_FORMATS,
+    can_write,
+    missing_support,
+    sniff,
+)
 from clnsod_core.options import option
 
 # Photos above this many pixels are refused before decoding (a 100 MP panorama is fine).
@@ -27,7 +36,11 @@ from clnsod_core.options import option
 DEFAULT_MAX_PIXELS = round(option("max_megapixels").default * 1_000_000)
 # File name extensions treated as photos when a folder is searched (batch jobs, training data, eval).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif",
-                            *(suffix for fmt in OPTIONAL_FORMATS for suffix in fmt.suffixes)})
+                            *(suffix for fmt in OPTIONAL_FORMATS for suffix in fmt.suffixes), *raw.RAW_SUFFIXES})
+
+
+class PhotoWarning(UserWarning):
+    """Something about a photo the user should know, though it can be used (e.g. bits lost)."""
 
 
 class PhotoError(Exception):
@@ -56,17 +69,98 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
+def _profiled_to_rgb(pixels: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bytes | None] | None:
+    """Gray or CMYK ``pixels`` with a matching gray/CMYK profile -> (sRGB RGB, no profile); None otherwise."""
+    if icc is None:
+        return None
+    try:
+        kind = colour_kind(icc)
+    except ColourError:
+        return None
+    gray = pixels.ndim == 2
+    if (kind == "GRAY" and gray) or (kind == "CMYK" and pixels.ndim == 3 and pixels.shape[2] == 4):
+        return gray_or_cmyk_to_srgb(pixels, icc, kind), None
+    return None
+
+
+def _rgb_and_profile(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
+    """Pillow's decoded photo -> RGB uint8 and the profile the RGB values are in (None = sRGB)."""
+    if im.mode in ("L", "CMYK") and icc is not None:
+        converted = _profiled_to_rgb(np.asarray(im), icc)
+        if converted is not None:
+            return converted
+    rgb = _to_rgb(im)
+    return rgb, (icc if icc is not None and _rgb_profile(icc) else None)
+
+
+def _rgb_profile(icc: bytes) -> bool:
+    """Only an RGB profile describes RGB values; another kind on an RGB photo is ignored (= sRGB)."""
+    try:
+        return colour_kind(icc) == "RGB"
+    except ColourError:
+        return False
+
+
+# EXIF orientation -> numpy: upright = f(stored); the same transposes as Pillow's exif_transpose.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    turn = _ORIENT.get(orientation)
+    return pixels if turn is None else np.ascontiguousarray(turn(pixels))
+
+
+def _load_deep(path: Path, im: Image.Image) -> tuple[np.ndarray, PhotoMeta]:
+    """A 16-bit PNG/TIFF (Pillow has read only its header) -> (H, W, 3) uint16 and its meta."""
+    icc = im.info.get("icc_profile")
+    orientation = im.getexif().get(0x0112, 1)
+    meta = _meta(im, icc, im.format)
+    pixels = _upright(deep.read_deep(path, im.format), orientation)
+    converted = _profiled_to_rgb(pixels, icc)
+    if converted is not None:
+        pixels, icc = converted
+    elif pixels.ndim == 2:
+        pixels, icc = np.repeat(pixels[:, :, None], 3, axis=2), None
+    elif icc is not None and not _rgb_profile(icc):
+        icc = None
+    return pixels, PhotoMeta(meta.exif, icc, meta.source_format)
+
+
+def _load_raw(path: Path, max_pixels: int) -> tuple[np.ndarray, PhotoMeta]:
+    if not raw.AVAILABLE:
+        raise PhotoError(path, f"reading camera RAW ({path.suffix.lower()}) needs {raw.INSTALL}")
+    try:
+        width, height = raw.raw_size(path)
+        if width * height > max_pixels:
+            raise PhotoError(path, f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP; "
+                                   f"limit {max_pixels / 1e6:.0f} MP)")
+        return raw.develop(path), PhotoMeta(None, None, "RAW")
+    except raw.RawError as exc:
+        raise PhotoError(path, str(exc)) from None
+    except MemoryError:
+        raise PhotoError(path, "not enough memory to develop this raw file") from None
+
+
 @dataclass(frozen=True)
 class PhotoMeta:
     """What is carried from an input photo to its outputs."""
 
     exif: bytes | None = None  # orientation already normalised to 1 (pixels are upright)
     icc_profile: bytes | None = None
-    source_format: str | None = None  # Pillow's name of the file's format ("JPEG", "PNG", ...)
+    source_format: str | None = None  # Pillow's name of the file's format ("JPEG", "PNG", ...) or "RAW"
 
 
 def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a photo to upright RGB uint8 (H, W, 3); raises PhotoError with a clear reason."""
+    """Decode a photo to upright RGB (H, W, 3), uint8 or uint16 (16-bit files, RAW); raises PhotoError
+    with a clear reason."""
     return load_photo_with_meta(path, max_pixels)[0]
 
 
@@ -98,6 +192,9 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise PhotoError(path, "not a regular file (a pipe, socket or device)")
     if info.st_size == 0:
         raise PhotoError(path, "empty file (0 bytes)")
+    if raw.is_raw(path):
+        return _load_raw(path, max_pixels)
+    lost_bits = False
     try:
         with warnings.catch_warnings():
             # Our own limit replaces the bomb warning; others ("Corrupt EXIF data") are about data we
@@ -109,18 +206,36 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
                     raise PhotoError(
                         path, f"image too large ({im.width}x{im.height} = {pixels / 1e6:.0f} MP; limit {max_pixels / 1e6:.0f} MP)"
                     )
+                if deep.is_deep(im):
+                    if deep.AVAILABLE:
+                        return _load_deep(path, im)
+                    lost_bits = True
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)  # animated / multi-page: use the first frame
                 im.load()
                 source_format = im.format
                 ImageOps.exif_transpose(im, in_place=True)  # in place: no second full-size copy
-                return _to_rgb(im), _meta(im, im.info.get("icc_profile"), source_format)
+                pixels, icc = _rgb_and_profile(im, im.info.get("icc_profile"))
+                return pixels, _meta(im, icc, source_format)
     except PhotoError:
         raise
+    except (deep.DeepError, ColourError) as exc:
+        raise PhotoError(path, str(exc).removeprefix(f"{path}: ")) from None
     except Image.DecompressionBombError:
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         raise PhotoError(path, f"image too large (over Pillow's decompression-bomb limit of {limit:.0f} MP)") from None
     except UnidentifiedImageError:
+        if deep.is_tiff(path):  # float or 32-bit TIFFs Pillow does not open
+            if not deep.AVAILABLE:
+                raise PhotoError(path, f"reading this TIFF (float or 32-bit samples) needs {deep.INSTALL}") from None
+            try:
+                pixels, icc = deep.read_tiff_without_pillow(path)
+            except Exception as exc:  # tifffile's own errors: the file is not a usable TIFF
+                raise PhotoError(path, f"corrupt or unsupported TIFF ({str(exc) or type(exc).__name__})") from None
+            icc = icc if icc is not None and _rgb_profile(icc) else None
+            if pixels.ndim == 2:
+                pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+            return pixels, PhotoMeta(None, icc, "TIFF")
         optional = sniff(path)
         if optional is not None:
             raise PhotoError(path, missing_support(optional, "reading")) from None
@@ -134,6 +249,9 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise PhotoError(path, f"corrupt or unsupported image data ({text})") from None
     except MemoryError:
         raise PhotoError(path, "not enough memory to decode this image") from None
+    finally:
+        if lost_bits:
+            warnings.warn(f"{path}: 16-bit image read at 8 bits; {deep.INSTALL} keeps all 16", PhotoWarning, stacklevel=2)
 
 
 def header_pixels(path: Path | str) -> int:
@@ -141,6 +259,9 @@ def header_pixels(path: Path | str) -> int:
     try:
         if not Path(path).is_file():  # never open a FIFO or device: it could block
             return 0
+        if raw.is_raw(Path(path)):
+            width, height = raw.raw_size(Path(path)) if raw.AVAILABLE else (0, 0)
+            return width * height
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
@@ -181,11 +302,19 @@ def save_unchanged(photo: np.ndarray, source: Path, meta: PhotoMeta, path: Path,
 
 
 def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, quality: int = 92) -> None:
-    """Write RGB/RGBA/L uint8 ``image`` atomically in the format given by the extension,
-    carrying EXIF and the ICC profile over where the format supports them."""
+    """Write RGB/RGBA/L ``image`` atomically in the format given by the extension, carrying EXIF and
+    the ICC profile over where the format supports them. uint16 images stay 16-bit in PNG and TIFF
+    (with the 'deep' extra) and become 8-bit in the other formats."""
     fmt = output_format(path)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    if image.dtype == np.uint16:
+        if fmt in deep.DEEP_FORMATS and deep.AVAILABLE:
+            _save_deep(image, path, fmt, meta)
+            return
+        if fmt in deep.DEEP_FORMATS:
+            warnings.warn(f"{path}: written at 8 bits; {deep.INSTALL} writes 16-bit {fmt}", PhotoWarning, stacklevel=2)
+        image = as_u8(image)
     pil = Image.fromarray(image)
     if fmt == "JPEG" and pil.mode == "RGBA":
         pil = pil.convert("RGB")
@@ -205,3 +334,13 @@ def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, qua
     elif fmt == "TIFF":
         options.update(compression="tiff_deflate")
     write_atomic(path, lambda handle: pil.save(handle, format=fmt, **options))
+
+
+def _save_deep(image: np.ndarray, path: Path, fmt: str, meta: PhotoMeta | None) -> None:
+    icc = meta.icc_profile if meta is not None and image.ndim == 3 else None
+    exif = meta.exif if meta is not None else None
+    if fmt == "PNG":
+        data = deep.encode_png(image, icc, exif)
+        write_atomic(path, lambda handle: handle.write(data))
+    else:
+        write_atomic(path, lambda handle: deep.write_tiff(handle, image, icc, exif))

@@ -5,13 +5,16 @@ The CLI and every host plugin go through ``SkyMasker``; nothing else runs the ne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clnsod_core.imaging.io import DEFAULT_MAX_PIXELS, load_photo
+from clnsod_core.arrays import as_u8
+from clnsod_core.imaging.colour import ColourSpace, to_srgb_u8
+from clnsod_core.imaging.io import DEFAULT_MAX_PIXELS, load_photo_with_meta
 from clnsod_core.network.model import CLNSOD
 from clnsod_core.network.preprocess import resize_rgb, to_tensor
 from clnsod_core.runtime import resolve_device
@@ -45,31 +48,44 @@ class SkyMasker:
     def input_size(self) -> int:
         return self.model.config.input_size
 
-    def predict_working_size(self, images: list[np.ndarray]) -> torch.Tensor:
-        """(B, S, S) float32 sky probabilities at the network's working size."""
-        return predict_working_size(self.model, images, self.device)
+    def predict_working_size(self, images: Sequence[np.ndarray],
+                             spaces: Sequence[ColourSpace | None] | None = None) -> torch.Tensor:
+        """(B, S, S) float32 sky probabilities at the network's working size; ``spaces`` are the
+        photos' colour spaces (None = sRGB): the network sees every photo in sRGB."""
+        return predict_working_size(self.model, images, self.device, spaces)
 
-    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Full-resolution (H, W) float32 probabilities in [0, 1] for RGB uint8 photos."""
+    def predict_batch(self, images: list[np.ndarray],
+                      spaces: Sequence[ColourSpace | None] | None = None) -> list[np.ndarray]:
+        """Full-resolution (H, W) float32 probabilities in [0, 1] for RGB photos (uint8 or uint16)."""
         if not images:
             return []
-        small = self.predict_working_size(images)
+        small = self.predict_working_size(images, spaces)
         return [upsample_probability(prob, image.shape[:2]) for prob, image in zip(small, images, strict=True)]
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         return self.predict_batch([image])[0]
 
     def predict_file(self, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-        """(upright RGB photo, its sky probability); PhotoError on unusable input."""
-        image = load_photo(path, self.max_pixels)
-        return image, self.predict(image)
+        """(upright RGB photo, uint8 or uint16, its sky probability); PhotoError on unusable input."""
+        image, meta = load_photo_with_meta(path, self.max_pixels)
+        return image, self.predict_batch([image], [ColourSpace(meta.icc_profile)])[0]
+
+
+def network_input(image: np.ndarray, size: int, space: ColourSpace | None = None) -> np.ndarray:
+    """What the network sees of a photo: (size, size, 3) uint8 sRGB (resized first: converting
+    colours at the working size costs nothing)."""
+    small = resize_rgb(as_u8(image), size)
+    return small if space is None else to_srgb_u8(small, space)
 
 
 @torch.inference_mode()
-def predict_working_size(model: CLNSOD, images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+def predict_working_size(model: CLNSOD, images: Sequence[np.ndarray], device: torch.device,
+                         spaces: Sequence[ColourSpace | None] | None = None) -> torch.Tensor:
     """(B, S, S) float32 sky probabilities at the network's working size (also used by validation)."""
-    batch = to_tensor([resize_rgb(image, model.config.input_size) for image in images]).to(device)
-    return torch.sigmoid(model(batch).logits.float())[:, 0].cpu()
+    spaces = spaces if spaces is not None else [None] * len(images)
+    size = model.config.input_size
+    batch = to_tensor([network_input(image, size, space) for image, space in zip(images, spaces, strict=True)])
+    return torch.sigmoid(model(batch.to(device)).logits.float())[:, 0].cpu()
 
 
 def upsample_probability(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from clnsod_core.arrays import as_u8
 from clnsod_core.options import check_part, defaults
 
 # A photo whose network sky (probability >= 0.5 at the working size) covers less than this share
@@ -159,6 +160,7 @@ def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options
     """``refine_matte`` without the "no sky" rule: the colour model, then the confidence-weighted
     guided filter, at the photo's full resolution."""
     options.validate()
+    image = as_u8(image)  # 8 bits are plenty to guide the matte; the matte itself stays float
     h, w = image.shape[:2]
     prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
     scale = min(1.0, options.guide_side / max(h, w))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import entry_points
 
 import click
@@ -15,6 +16,7 @@ from clnsod_core.frontends.cli.mask import mask_command
 from clnsod_core.frontends.cli.replace import replace_command
 from clnsod_core.frontends.cli.skies import skies_group
 from clnsod_core.frontends.cli.weights import weights_group
+from clnsod_core.imaging.io import PhotoWarning
 from clnsod_core.runtime import tune_allocator
 
 PLUGIN_GROUP = "clnsod.commands"  # entry points: name -> click command (see pyproject.toml)
@@ -29,6 +31,18 @@ def main() -> None:
     Exit codes: 0 all good, 1 some inputs failed (each reported on one line), 2 usage error.
     """
     tune_allocator()
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Photo warnings (bits lost, ...) as one 'warning: ...' line; others as Python prints them."""
+    if issubclass(category, PhotoWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
 
 
 def _missing_trainer(name: str) -> click.Command:

@@ -11,11 +11,25 @@ import click
 import numpy as np
 
 from clnsod_core.frontends.cli.common import load_masker, report_error
+from clnsod_core.imaging.colour import ColourSpace
 from clnsod_core.imaging.io import PhotoError, save_image, save_mask_png, save_unchanged
-from clnsod_core.jobs import Decoded, ErrorReporter, JobRunner, JobSummary, PhotoJob, plan_jobs
+from clnsod_core.jobs import (
+    Decoded,
+    ErrorReporter,
+    JobRunner,
+    JobSummary,
+    PhotoJob,
+    plan_jobs,
+)
 from clnsod_core.masking.matte import MatteOptions, sky_matte
 from clnsod_core.options import part_values
-from clnsod_core.replace import ReplaceOptions, ReplaceResult, SkyReplacer, load_sky
+from clnsod_core.replace import (
+    ReplaceOptions,
+    ReplaceResult,
+    SkyReplacer,
+    SkySource,
+    load_sky,
+)
 
 NETWORK_CHUNK = 4  # photos per network pass when only masks are needed
 OUTPUT_KINDS = ("composite", "mask", "both", "layers")
@@ -36,7 +50,7 @@ def load_replacer(flags: dict[str, Any]) -> SkyReplacer:
     return SkyReplacer(load_masker(flags["weights"], flags["device"], flags["max_megapixels"]))
 
 
-def load_sky_or_fail(spec: str, max_megapixels: float) -> np.ndarray | str:
+def load_sky_or_fail(spec: str, max_megapixels: float) -> SkySource:
     try:
         return load_sky(spec, int(max_megapixels * 1e6))
     except PhotoError as exc:
@@ -63,7 +77,7 @@ def plan_batch(photos: Iterable[Path], in_dir: Path, out_dir: Path, kind: str, e
     return plan_jobs(pairs, overwrite, summary, report)
 
 
-def batch_runner(replacer: SkyReplacer, kind: str, sky: np.ndarray | str | None, flags: dict[str, Any],
+def batch_runner(replacer: SkyReplacer, kind: str, sky: SkySource | None, flags: dict[str, Any],
                  summary: JobSummary, **kw: Any) -> JobRunner[Any]:
     """The runner of ``clnsod batch`` for an output kind (either engine): masks, or replacements."""
     if kind == "mask":
@@ -80,7 +94,8 @@ def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummar
     ``report`` receives failure lines and ``notice`` no-sky lines (both on stderr unless a caller,
     such as a distributed worker, collects them)."""
     def compute(items: list[Decoded]) -> list[tuple[np.ndarray, bool]]:
-        probs = replacer.masker.predict_working_size([item.image for item in items])
+        probs = replacer.masker.predict_working_size([item.image for item in items],
+                                                     [ColourSpace(item.meta.icc_profile) for item in items])
         return [sky_matte(item.image, prob, options) for item, prob in zip(items, probs, strict=True)]
 
     def write(item: Decoded, result: tuple[np.ndarray, bool]) -> None:
@@ -92,7 +107,7 @@ def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummar
     return JobRunner(compute, write, replacer.masker.max_pixels, report, chunk=NETWORK_CHUNK, **kw)
 
 
-def replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, flags: dict[str, Any], kind: str,
+def replace_runner(replacer: SkyReplacer, sky: SkySource, flags: dict[str, Any], kind: str,
                    summary: JobSummary, report: ErrorReporter = report_error, notice: Notice = echo_notice,
                    **kw: Any) -> JobRunner[ReplaceResult]:
     """Replacements written as ``kind`` (see ``output_paths``); a photo without sky is written unchanged."""
@@ -100,7 +115,7 @@ def replace_runner(replacer: SkyReplacer, sky: np.ndarray | str, flags: dict[str
     quality = flags["quality"]
 
     def compute(items: list[Decoded]) -> list[ReplaceResult]:
-        return [replacer.replace(item.image, sky, options) for item in items]
+        return [replacer.replace(item.image, sky, options, space=ColourSpace(item.meta.icc_profile)) for item in items]
 
     def write(item: Decoded, result: ReplaceResult) -> None:
         targets = item.job.targets
