@@ -101,8 +101,10 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
 
 
 def _adjust_sky(sky: np.ndarray, placement: SkyPlacement) -> np.ndarray:
-    gain = np.float32(2.0**placement.brightness)
     t = placement.temperature
+    if placement.brightness == 0 and t == 0:  # the default: a resized [0, 1] sky needs no pass at all
+        return sky
+    gain = np.float32(2.0**placement.brightness)
     tint = np.array([1 + 0.15 * t, 1.0, 1 - 0.15 * t], np.float32)
     sky *= gain * tint
     return np.clip(sky, 0.0, 1.0, out=sky)

@@ -69,15 +69,20 @@ def is_tiff(path: Path) -> bool:
         return False
 
 
-def read_tiff_without_pillow(path: Path) -> tuple[np.ndarray, bytes | None]:
-    """A TIFF Pillow cannot open (float or 32-bit samples): (uint16 pixels, ICC profile)."""
+def read_tiff_without_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, bytes | None, int]:
+    """A TIFF Pillow cannot open (float or 32-bit samples): (uint16 pixels, ICC profile, orientation)."""
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
+        if page.imagewidth * page.imagelength > max_pixels:
+            raise DeepError(f"image too large ({page.imagewidth}x{page.imagelength} = "
+                            f"{page.imagewidth * page.imagelength / 1e6:.0f} MP; limit {max_pixels / 1e6:.0f} MP)")
         icc = page.tags.get(34675)
+        orientation = page.tags.get(274)
         pixels = page.asarray()
         if pixels.ndim == 3 and page.planarconfig == 2:
             pixels = np.moveaxis(pixels, 0, -1)
-        return _as_u16(pixels, path), (bytes(icc.value) if icc is not None else None)
+        return (_as_u16(pixels, path), bytes(icc.value) if icc is not None else None,
+                int(orientation.value) if orientation is not None else 1)
 
 
 def _as_u16(pixels: np.ndarray, path: Path) -> np.ndarray:

@@ -229,9 +229,12 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
             if not deep.AVAILABLE:
                 raise PhotoError(path, f"reading this TIFF (float or 32-bit samples) needs {deep.INSTALL}") from None
             try:
-                pixels, icc = deep.read_tiff_without_pillow(path)
+                pixels, icc, orientation = deep.read_tiff_without_pillow(path, max_pixels)
+            except deep.DeepError as exc:
+                raise PhotoError(path, str(exc)) from None
             except Exception as exc:  # tifffile's own errors: the file is not a usable TIFF
                 raise PhotoError(path, f"corrupt or unsupported TIFF ({str(exc) or type(exc).__name__})") from None
+            pixels = _upright(pixels, orientation)
             icc = icc if icc is not None and _rgb_profile(icc) else None
             if pixels.ndim == 2:
                 pixels = np.repeat(pixels[:, :, None], 3, axis=2)
