@@ -37,7 +37,8 @@ from clnsod_core.replace import ReplaceOptions, SkyImage, SkyReplacer  # noqa: E
 
 PHOTO = REPO.parent / "shared" / "data" / "photos" / "sunset_by_Aitzol_Berasategi.jpg"  # 4272x2848
 ICC = REPO / "tests" / "data" / "icc"
-SPACES = [("Display P3", "DisplayP3-v4.icc", 8), ("Adobe RGB", "AdobeRGB1998.icc", 8), ("ProPhoto RGB", "ProPhotoRGB.icc", 16)]
+SPACES = [("Display P3", "DisplayP3-v4.icc", 8), ("Adobe RGB", "AdobeRGB1998.icc", 8),
+          ("ProPhoto RGB", "ProPhotoRGB.icc", 16)]
 
 
 def to_space(rgb: np.ndarray, icc: bytes, bits: int) -> np.ndarray:

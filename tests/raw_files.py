@@ -21,7 +21,8 @@ SENSOR_GAIN = np.array([0.48, 1.0, 0.66])  # raw response to a white patch (as-s
 BLACK, WHITE = 256, 4095
 
 
-def _rational(values: np.ndarray, signed: bool) -> list[int]:
+def _rational(values: np.ndarray) -> list[int]:
+    """Numerator, denominator pairs (4 decimals), the layout of TIFF (S)RATIONAL values."""
     out: list[int] = []
     for v in values.ravel():
         out += [int(round(float(v) * 10000)), 10000]
@@ -54,9 +55,9 @@ def write_dng(path: Path, rgb: np.ndarray, orientation: int = 1) -> Path:
         (50711, "H", 1, 1, True),  # CFALayout: rectangular
         (50714, "H", 1, BLACK, True),  # BlackLevel
         (50717, "H", 1, WHITE, True),  # WhiteLevel
-        (50721, "2i", 9, _rational(_XYZ_TO_SRGB, True), True),  # ColorMatrix1 (SRATIONAL)
+        (50721, "2i", 9, _rational(_XYZ_TO_SRGB), True),  # ColorMatrix1 (SRATIONAL)
         (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
-        (50728, "2I", 3, _rational(SENSOR_GAIN, False), True),  # AsShotNeutral (RATIONAL)
+        (50728, "2I", 3, _rational(SENSOR_GAIN), True),  # AsShotNeutral (RATIONAL)
     ]
     tifffile.imwrite(path, raw, photometric=32803, compression=None, subfiletype=0, extratags=tags,
                      metadata=None, software="CLN-SOD tests")

@@ -29,7 +29,8 @@ def _profile(name: str) -> ImageCms.ImageCmsProfile:
 def _read_as_srgb(path: Path) -> np.ndarray:
     """An output file converted to 8-bit sRGB through its own embedded profile (LittleCMS)."""
     pixels, meta = load_photo_with_meta(path)
-    return convert(pixels, ColourSpace(meta.icc_profile), SRGB).astype(np.float64) / (257 if pixels.dtype == np.uint16 else 1)
+    srgb = convert(pixels, ColourSpace(meta.icc_profile), SRGB).astype(np.float64)
+    return srgb / 257 if pixels.dtype == np.uint16 else srgb
 
 
 def _mask(path: Path, tmp_path: Path) -> np.ndarray:
@@ -63,7 +64,8 @@ def scene(landscape_photo: Path, tmp_path_factory: pytest.TempPathFactory) -> di
             "mask": _mask(source, root)}
 
 
-@pytest.mark.parametrize("profile_name, bits", [("DisplayP3-v4.icc", 8), ("AdobeRGB1998.icc", 8), ("ProPhotoRGB.icc", 16)])
+@pytest.mark.parametrize("profile_name, bits",
+                         [("DisplayP3-v4.icc", 8), ("AdobeRGB1998.icc", 8), ("ProPhotoRGB.icc", 16)])
 def test_the_same_scene_in_another_space_gets_the_same_sky(scene: dict, profile_name: str, bits: int) -> None:
     root: Path = scene["root"]
     icc = (ICC / profile_name).read_bytes()

@@ -40,7 +40,8 @@ def _camera_exif(orientation: int = 1) -> bytes:
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
-def test_16_bit_files_round_trip_with_profile_tags_and_orientation(photo16: np.ndarray, suffix: str, tmp_path: Path) -> None:
+def test_16_bit_files_round_trip_with_profile_tags_and_orientation(photo16: np.ndarray, suffix: str,
+                                                                    tmp_path: Path) -> None:
     icc = (ICC / "AdobeRGB1998.icc").read_bytes()
     path = tmp_path / f"photo{suffix}"
     save_image(np.rot90(photo16, 1).copy(), path, PhotoMeta(_camera_exif(6), icc))  # stored sideways, orientation 6
@@ -90,7 +91,8 @@ def test_a_16_bit_photo_gives_a_16_bit_replacement_without_banding(photo16: np.n
     assert len(sky_rows) > 60
     column = outputs[".png"][sky_rows[5] : sky_rows[-5], photo16.shape[1] // 2, 2]
     distinct, step = _levels(column)
-    distinct8, step8 = _levels(outputs[".jpg"][sky_rows[5] : sky_rows[-5], photo16.shape[1] // 2, 2].astype(np.uint16) * 257)
+    column8 = outputs[".jpg"][sky_rows[5] : sky_rows[-5], photo16.shape[1] // 2, 2].astype(np.uint16) * 257
+    distinct8, step8 = _levels(column8)
     # The gradient rises ~37 16-bit levels per output row: every row is its own level, no 257-steps.
     assert distinct >= 0.9 * len(column) and step < 257, (distinct, len(column), step)
     assert distinct8 < 0.5 * len(column) and step8 >= 257  # what 8 bits would have given

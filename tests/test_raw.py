@@ -73,7 +73,8 @@ def test_broken_raw_files_get_one_clear_line(tmp_path: Path, scene: np.ndarray) 
         assert not (tmp_path / f"{bad.stem}.tif").exists()
 
 
-def test_without_rawpy_the_error_names_the_extra(tmp_path: Path, scene: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_rawpy_the_error_names_the_extra(tmp_path: Path, scene: np.ndarray,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """rawpy is installed here, so its absence is simulated (the one mock in this file)."""
     dng = write_dng(tmp_path / "DSC_0004.dng", scene)
     monkeypatch.setattr(raw, "AVAILABLE", False)

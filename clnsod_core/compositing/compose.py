@@ -67,7 +67,8 @@ def lowest_sky_line(matte: np.ndarray, threshold: float = 0.5) -> int:
 
 
 def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
-    """The sky image (uint8, uint16 or float32 in [0, 1]) scaled to cover the region above ``sky_bottom`` (and the full width),
+    """The sky image (uint8, uint16 or float32 in [0, 1]) scaled to cover the region above ``sky_bottom``
+    (and the full width),
     its bottom edge anchored at ``sky_bottom``; returns (height, width, 3) float32 in [0, 1]."""
     placement.validate()
     sh, sw = sky.shape[:2]

@@ -254,7 +254,8 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise PhotoError(path, "not enough memory to decode this image") from None
     finally:
         if lost_bits:
-            warnings.warn(f"{path}: 16-bit image read at 8 bits; {deep.INSTALL} keeps all 16", PhotoWarning, stacklevel=2)
+            warnings.warn(f"{path}: 16-bit image read at 8 bits; {deep.INSTALL} keeps all 16", PhotoWarning,
+                          stacklevel=2)
 
 
 def header_pixels(path: Path | str) -> int:

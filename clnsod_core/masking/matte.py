@@ -137,7 +137,7 @@ def _shift_edge(p: torch.Tensor, px: float) -> torch.Tensor:
 
 
 def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
-    """Sky matte (H, W) float32 in [0, 1] for RGB uint8 ``image`` (H, W, 3) from a low-res ``prob``;
+    """Sky matte (H, W) float32 in [0, 1] for RGB ``image`` (H, W, 3, uint8 or uint16) from a low-res ``prob``;
     all zero when ``prob`` shows no sky (see ``has_sky``).
 
     The full-resolution stages run in bands of rows, so a 100 MP photo needs the matte itself
