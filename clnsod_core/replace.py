@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from clnsod_core.arrays import as_u8, to_u8
+from clnsod_core.arrays import from_unit, to_u8
 from clnsod_core.compositing.compose import (
     Harmonisation,
     SkyPlacement,
@@ -59,15 +59,17 @@ class ReplaceOptions:
 class EditorLayers:
     """The non-destructive stack an editor builds above the untouched photo, bottom to top:
     ``sky`` (opaque) with ``matte`` as its layer mask, then ``lighting`` (straight-alpha RGBA, normal
-    blend) which turns "new sky over the photo" into the composite. Also ``batch --output layers``."""
+    blend) which turns "new sky over the photo" into the composite. Also ``batch --output layers``.
+    Layers have the photo's depth (uint8 or uint16); the matte is 8-bit, as editors' masks are."""
 
     matte: np.ndarray  # (H, W) uint8, 255 = sky
-    sky: np.ndarray  # (H, W, 3) uint8
-    lighting: np.ndarray  # (H, W, 4) uint8, transparent wherever harmonisation changes nothing
+    sky: np.ndarray  # (H, W, 3) the photo's dtype
+    lighting: np.ndarray  # (H, W, 4) the photo's dtype, transparent wherever harmonisation changes nothing
 
     def sky_rgba(self) -> np.ndarray:
         """The new sky with the matte as alpha (for files: one PNG instead of a layer plus its mask)."""
-        return np.concatenate([self.sky, self.matte[..., None]], axis=-1)
+        alpha = self.matte if self.sky.dtype == np.uint8 else self.matte.astype(np.uint16) * 257
+        return np.concatenate([self.sky, alpha[..., None]], axis=-1)
 
 
 @dataclass
@@ -87,10 +89,10 @@ class ReplaceResult:
         return cls(photo, photo, np.zeros((h, w), np.float32), no_sky, photo, sky_found=False)
 
     def editor_layers(self) -> EditorLayers:
-        """The layer stack; every value is 8-bit, so the stack equals ``composite`` to 8-bit rounding."""
+        """The layer stack at the photo's depth: it equals ``composite`` to rounding at that depth."""
         matte = to_u8(self.matte)
-        sky = to_u8(self.sky)
-        return EditorLayers(matte, sky, lighting_layer(as_u8(self.photo), sky, matte, as_u8(self.composite)))
+        sky = from_unit(self.sky, self.photo.dtype)
+        return EditorLayers(matte, sky, lighting_layer(self.photo, sky, matte, self.composite))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clnsod_core.arrays import to_u8
+from clnsod_core.arrays import to_u8, to_u16
 from clnsod_core.compositing.compose import Harmonisation, SkyPlacement
 from clnsod_core.compositing.layers import lighting_layer, normal_blend, sky_over_original
 from clnsod_core.compositing.skies import PRESETS
@@ -115,6 +115,60 @@ def test_replace_job_layers_match_the_cli_composite(photo: np.ndarray, replacer:
     assert np.abs(stacked.astype(int) - expected.composite.astype(int)).max() <= 3
 
 
+ICC = Path(__file__).parent / "data" / "icc"
+
+
+@pytest.mark.parametrize("pixel_format", ["RGBA16", "BGRA16", "RGBAF32", "RGBAF16"])
+def test_deep_display_p3_image_gets_layers_at_its_depth_and_in_its_space(photo: np.ndarray, replacer: SkyReplacer,
+                                                                         pixel_format: str) -> None:
+    """A 16-bit or float image in Display P3 (as Krita and GIMP hold them): the layers come back in that
+    depth and space, and stacked they equal the core's own replacement of that image."""
+    from clnsod_core.compositing.compose import lowest_sky_line, place_sky
+    from clnsod_core.compositing.skies import render_preset_float
+    from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
+    from clnsod_core.replace import PRESET_RENDER_SIDE
+
+    p3 = (ICC / "DisplayP3-v4.icc").read_bytes()
+    space = ColourSpace(p3)
+    image16 = convert(photo.astype(np.uint16) * 257, SRGB, space)
+    h, w = photo.shape[:2]
+    fmt = core_bridge.PIXEL_FORMATS[pixel_format]
+    data = np.empty((h, w, 4), fmt.dtype)
+    scale = 65535.0 if np.dtype(fmt.dtype).kind == "f" else 1.0
+    for channel, position in enumerate(fmt.order):
+        data[..., position] = image16[..., channel] / scale
+    data[..., 3] = 65535 / scale
+    options = {"sky": "sunset", "relight": 0.3, "device": "cpu"}
+    job = bridge_client.Job(w, h, pixel_format, data.tobytes(), options, TABLE, icc_profile=p3)
+    try:
+        final, _ = _run(job)
+        assert final.kind == "done", final.message
+        layers = {key: np.frombuffer(job.read_output(key), fmt.dtype).reshape(h, w, 4) for key in ("sky", "lighting")}
+        matte = np.frombuffer(job.read_output("matte"), np.uint8).reshape(h, w)
+    finally:
+        job.cleanup()
+    sky, lighting = ((layers[key][..., [*fmt.order, 3]].astype(np.float64) * scale / 65535) for key in ("sky", "lighting"))
+    seen = to_u16(data[..., list(fmt.order)].astype(np.float32) * np.float32(scale / 65535))  # half floats round
+    expected = replacer.replace(seen, "sunset", ReplaceOptions(harmonisation=Harmonisation(relight=0.3)), space=space)
+    photo_f = seen.astype(np.float64) / 65535
+    m = matte[..., None] / 255.0
+    below = sky[..., :3] * m + photo_f * (1 - m)
+    a = lighting[..., 3:]
+    stacked = lighting[..., :3] * a + below * (1 - a)
+    step = 1 / 1023 if pixel_format == "RGBAF16" else 1 / 65535  # half floats hold ~10 bits in [0.5, 1]
+    assert np.abs(stacked - expected.composite / 65535).max() <= 3 * step
+    # The sky layer is the sRGB preset converted into Display P3 (rendered and placed as the core
+    # does for this matte), not the sRGB numbers pasted in.
+    bottom = lowest_sky_line(expected.matte)
+    region_h = max(bottom, h // 4)
+    scale = min(1.0, PRESET_RENDER_SIDE / max(w, region_h))
+    preset = render_preset_float("sunset", max(8, round(w * scale)), max(8, round(region_h * scale)), 0)
+    sky_srgb = place_sky(preset, h, w, bottom, SkyPlacement())
+    region = matte == 255
+    assert np.abs(sky[..., :3] - convert(sky_srgb, SRGB, space))[region].mean() < 1 / 255
+    assert np.abs(sky[..., :3] - sky_srgb)[region].mean() > 4 / 255
+
+
 def test_mask_job_writes_only_the_matte(photo: np.ndarray, replacer: SkyReplacer) -> None:
     h, w = photo.shape[:2]
     rgba = np.dstack([photo, np.full((h, w), 255, np.uint8)])
@@ -157,7 +211,7 @@ def _core(job_dir: Path) -> tuple[int, list[dict[str, object]]]:
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
 
 
-GOOD = {"protocol": 2, "options_digest": core_bridge.options_digest(), "width": 4, "height": 2, "pixel_format": "RGBA8"}
+GOOD = {"protocol": core_bridge.PROTOCOL, "options_digest": core_bridge.options_digest(), "width": 4, "height": 2, "pixel_format": "RGBA8"}
 
 
 @pytest.mark.parametrize(("change", "message"), [

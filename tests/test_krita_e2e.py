@@ -129,8 +129,9 @@ def _core_outputs(krita_run: dict, options: dict, tmp: Path) -> dict:
     bgra = np.dstack([photo[..., 2], photo[..., 1], photo[..., 0], np.full((h, w), 255, np.uint8)])
     (job / "input.raw").write_bytes(bgra.tobytes())
     # The digest of the table install_plugin.py gave the plugin: the core must accept it.
-    digest = json.loads((krita_run["plugin"] / "options.json").read_text())["options_digest"]
-    request = dict(options, protocol=2, options_digest=digest, width=w, height=h, pixel_format="BGRA8")
+    table = json.loads((krita_run["plugin"] / "options.json").read_text())
+    request = dict(options, protocol=table["protocol"], options_digest=table["options_digest"], width=w, height=h,
+                   pixel_format="BGRA8")
     (job / "request.json").write_text(json.dumps(request))
     result = subprocess.run([krita_run["python"], "-m", "clnsod_core.frontends.bridge", str(job)],
                             capture_output=True, text=True, timeout=120, check=False)

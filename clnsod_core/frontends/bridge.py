@@ -30,10 +30,30 @@ import numpy as np
 from clnsod_core.files import write_atomic
 from clnsod_core.options import BRIDGE, on
 
-PROTOCOL = 2  # 2: options come from the core's table (options_digest); module frontends.bridge
-PIXEL_FORMATS = {"RGBA8": (0, 1, 2), "BGRA8": (2, 1, 0)}  # byte positions of R, G, B
+PROTOCOL = 3  # 2: options from the core's table (options_digest); 3: 16-bit and float pixels, ICC profile
+
+
+@dataclass(frozen=True)
+class PixelFormat:
+    """How the editor's pixels are laid out: 4 channels, R, G, B at ``order``, alpha last."""
+
+    order: tuple[int, int, int]
+    dtype: str  # numpy dtype, little-endian
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return 4 * np.dtype(self.dtype).itemsize
+
+
+PIXEL_FORMATS = {
+    "RGBA8": PixelFormat((0, 1, 2), "u1"), "BGRA8": PixelFormat((2, 1, 0), "u1"),  # BGRA: Krita's integer order
+    "RGBA16": PixelFormat((0, 1, 2), "<u2"), "BGRA16": PixelFormat((2, 1, 0), "<u2"),
+    "RGBAF16": PixelFormat((0, 1, 2), "<f2"), "RGBAF32": PixelFormat((0, 1, 2), "<f4"),
+}
 OUTPUT_NAMES = {"matte": "matte.raw", "sky": "sky.raw", "lighting": "lighting.raw"}
+PROFILE_NAME = "profile.icc"  # the image's ICC profile, in the job folder when the request says so
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_PROFILE_BYTES = 4 * 1024 * 1024
 
 _REQUIRED = {"protocol": int, "width": int, "height": int, "pixel_format": str, "options_digest": str}
 _JSON_TYPES = {"float": float, "int": int, "bool": bool, "choice": str, "text": str}
@@ -49,6 +69,7 @@ class Request:
     height: int
     pixel_format: str
     options: dict[str, Any]
+    icc_profile: bool = False  # the job folder holds the image's profile.icc
 
 
 def emit(**event: Any) -> None:
@@ -112,7 +133,8 @@ def parse_request(raw: bytes) -> Request:
         raise RequestError("the plugin was installed from another CLN-SOD version (its option table differs); "
                            "reinstall it with install_plugin.py from this CLN-SOD")
     offered = {o.name: o for o in on(BRIDGE)}
-    unknown = set(data) - set(_REQUIRED) - set(offered)
+    icc_profile = _typed("icc_profile", data.get("icc_profile", False), bool)
+    unknown = set(data) - set(_REQUIRED) - set(offered) - {"icc_profile"}
     if unknown:
         raise RequestError(f"unknown request field(s): {', '.join(sorted(unknown))}")
     options = {}
@@ -121,26 +143,58 @@ def parse_request(raw: bytes) -> Request:
         options[name] = value if value is None and opt.default is None else _typed(name, value, _JSON_TYPES[opt.kind])
         if opt.kind == "choice" and options[name] not in opt.choices:
             raise RequestError(f"{name} must be one of {', '.join(opt.choices)}")
-    return Request(data["width"], data["height"], data["pixel_format"], options)
+    return Request(data["width"], data["height"], data["pixel_format"], options, icc_profile)
 
 
 def decode_pixels(raw: bytes, request: Request) -> np.ndarray:
-    """input.raw -> (H, W, 3) uint8 RGB (alpha is ignored: the photo's colours are what count)."""
-    expected = request.width * request.height * 4
+    """input.raw -> (H, W, 3) RGB: uint8 from 8-bit formats, uint16 from 16-bit and float ones (floats
+    clipped to [0, 1]); alpha is ignored: the photo's colours are what count."""
+    fmt = PIXEL_FORMATS[request.pixel_format]
+    expected = request.width * request.height * fmt.bytes_per_pixel
     if len(raw) != expected:
-        raise RequestError(f"input.raw holds {len(raw)} bytes; {request.width}x{request.height} x 4 = {expected} expected")
-    pixels = np.frombuffer(raw, np.uint8).reshape(request.height, request.width, 4)
-    return np.ascontiguousarray(pixels[..., list(PIXEL_FORMATS[request.pixel_format])])
+        raise RequestError(f"input.raw holds {len(raw)} bytes; {request.width}x{request.height} "
+                           f"{request.pixel_format} needs {expected}")
+    pixels = np.frombuffer(raw, fmt.dtype).reshape(request.height, request.width, 4)[..., list(fmt.order)]
+    if pixels.dtype.kind == "f":
+        from clnsod_core.arrays import to_u16
+
+        return to_u16(pixels.astype(np.float32))
+    return np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("="))
 
 
 def encode_pixels(rgb: np.ndarray, alpha: np.ndarray | None, pixel_format: str) -> bytes:
-    """(H, W, 3) RGB + optional (H, W) alpha -> 4 bytes per pixel in ``pixel_format``."""
+    """(H, W, 3) RGB + optional (H, W) alpha (uint8 or uint16, the same) -> ``pixel_format`` bytes."""
+    fmt = PIXEL_FORMATS[pixel_format]
     h, w = rgb.shape[:2]
-    out = np.empty((h, w, 4), np.uint8)
-    for channel, position in enumerate(PIXEL_FORMATS[pixel_format]):
-        out[..., position] = rgb[..., channel]
-    out[..., 3] = 255 if alpha is None else alpha
+    top = float(np.iinfo(rgb.dtype).max)
+    out = np.empty((h, w, 4), fmt.dtype)
+    target = np.dtype(fmt.dtype)
+    if target.kind == "f":
+        convert = lambda values: values.astype(np.float32) / np.float32(top)  # noqa: E731
+    elif target.itemsize == rgb.dtype.itemsize:
+        convert = lambda values: values  # noqa: E731
+    else:
+        raise ValueError(f"{pixel_format} layers need {target.itemsize * 8}-bit values, got {rgb.dtype}")
+    for channel, position in enumerate(fmt.order):
+        out[..., position] = convert(rgb[..., channel])
+    out[..., 3] = convert(np.full((h, w), top, rgb.dtype) if alpha is None else alpha)
     return out.tobytes()
+
+
+def read_profile(job_dir: Path, request: Request) -> bytes | None:
+    """The image's ICC profile from the job folder (an RGB profile LittleCMS can use), or None."""
+    if not request.icc_profile:
+        return None
+    from clnsod_core.imaging.colour import ColourError, colour_kind
+
+    icc = _read_private(job_dir / PROFILE_NAME, MAX_PROFILE_BYTES)
+    try:
+        kind = colour_kind(icc)
+    except ColourError as exc:
+        raise ValueError(f"the image's colour profile cannot be used: {exc}") from None
+    if kind != "RGB":
+        raise ValueError(f"the image's colour profile is {kind}, not RGB")
+    return icc
 
 
 def _write(job_dir: Path, key: str, data: bytes) -> str:
@@ -162,10 +216,12 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     if request.width * request.height > max_pixels:
         raise ValueError(f"image too large ({request.width}x{request.height}); limit {opts['max_megapixels']:g} MP")
     photo = decode_pixels(_read_private(job_dir / "input.raw"), request)
+    icc = read_profile(job_dir, request)
     emit(progress=0.02, stage="loading the CLN-SOD model")
     # Heavy imports after the request is known to be sane: a bad request fails in well under a second.
     from clnsod_core.arrays import to_u8
     from clnsod_core.compositing.compose import lowest_sky_line
+    from clnsod_core.imaging.colour import ColourSpace
     from clnsod_core.masking.inference import SkyMasker
     from clnsod_core.replace import ReplaceOptions, SkyReplacer, load_sky
     from clnsod_core.runtime import tune_allocator
@@ -175,15 +231,17 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     options.validate()
     sky = load_sky(opts["sky"], max_pixels) if opts["mode"] == "replace" else None
     replacer = SkyReplacer(SkyMasker(opts["weights"], device=opts["device"], max_pixels=max_pixels))
+    space = ColourSpace(icc)
     if sky is None:
         emit(progress=0.2, stage="computing the sky matte")
-        matte, sky_found = replacer.mask(photo, options.matte)
+        matte, sky_found = replacer.mask(photo, options.matte, space)
         if not sky_found:
             return NO_SKY_DONE
         return {"done": True, "sky_found": True, "files": {"matte": _write(job_dir, "matte", to_u8(matte).tobytes())}}
 
     stages = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65}
-    result = replacer.replace(photo, sky, options, on_stage=lambda stage: emit(progress=stages[stage], stage=stage))
+    result = replacer.replace(photo, sky, options, on_stage=lambda stage: emit(progress=stages[stage], stage=stage),
+                              space=space)
     if not result.sky_found:
         return NO_SKY_DONE
     emit(progress=0.8, stage="building the layers")

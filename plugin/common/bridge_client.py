@@ -22,7 +22,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-PROTOCOL = 2
+PROTOCOL = 3
+# Pixel formats of the exchange -> bytes per pixel (4 channels; 16-bit and float ones little-endian).
+BYTES_PER_PIXEL = {"RGBA8": 4, "BGRA8": 4, "RGBA16": 8, "BGRA16": 8, "RGBAF16": 8, "RGBAF32": 16}
 CORE_MODULE = "clnsod_core.frontends.bridge"
 CORE_CONFIG = "core.json"  # written by install_plugin.py next to this file
 OPTIONS_FILE = "options.json"  # the core's option table, written by install_plugin.py next to this file
@@ -321,15 +323,20 @@ class Job:
     """A private job folder holding one request; delete it with ``cleanup()``."""
 
     def __init__(self, width: int, height: int, pixel_format: str, pixels: bytes, options: Mapping[str, object],
-                 table: OptionTable) -> None:
-        if len(pixels) != width * height * 4:
-            raise BridgeError(f"internal error: {len(pixels)} bytes for a {width}x{height} RGBA image")
+                 table: OptionTable, icc_profile: Optional[bytes] = None) -> None:
+        """``icc_profile``: the image's RGB profile (None = sRGB); the layers come back in that space."""
+        if pixel_format not in BYTES_PER_PIXEL:
+            raise BridgeError(f"internal error: unknown pixel format {pixel_format}")
+        if len(pixels) != width * height * BYTES_PER_PIXEL[pixel_format]:
+            raise BridgeError(f"internal error: {len(pixels)} bytes for a {width}x{height} {pixel_format} image")
         self.width, self.height, self.pixel_format = width, height, pixel_format
         self.options = table.validate(options)
         self.dir = tempfile.mkdtemp(prefix="clnsod-")  # 0700, owned by this user
         try:
             request = dict(self.options, protocol=PROTOCOL, options_digest=table.digest, width=width, height=height,
-                           pixel_format=pixel_format)
+                           pixel_format=pixel_format, icc_profile=icc_profile is not None)
+            if icc_profile is not None:
+                self._write("profile.icc", icc_profile)
             self._write("input.raw", pixels)
             self._write("request.json", json.dumps(request).encode("utf-8"))
         except OSError as exc:
@@ -346,8 +353,9 @@ class Job:
         return [python, "-m", CORE_MODULE, "--stop-on-stdin-eof", self.dir]
 
     def read_output(self, key: str) -> bytes:
-        """An output named in the ``done`` event, size-checked: the matte is 1 byte/pixel, layers 4."""
-        channels = 1 if key == "matte" else 4
+        """An output named in the ``done`` event, size-checked: the matte is 1 byte/pixel, layers in
+        the request's pixel format."""
+        channels = 1 if key == "matte" else BYTES_PER_PIXEL[self.pixel_format]
         path = os.path.join(self.dir, f"{key}.raw")
         try:
             with open(path, "rb") as handle:

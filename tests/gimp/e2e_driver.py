@@ -7,9 +7,10 @@ the pytest test, which has numpy and readable assertion messages. Any exception 
 gimp-console exit non-zero, which the test reports.
 
 Environment: CLNSOD_E2E_CASE = "run" (three procedure calls: neutral, harmonised with a sky file,
-mask only on a shifted layer), "gui" (interactive, in gimp-3.0 under Xvfb, driven by
-gui_session.sh) or "broken-core" (one call expected to fail), CLNSOD_E2E_INPUT (photo),
-CLNSOD_E2E_SKY (sky image file), CLNSOD_E2E_OUT (output folder).
+mask only on a shifted layer), "deep" (one harmonised call on CLNSOD_E2E_DEEP_INPUT, a 16-bit
+Display P3 photo; pixels dumped as 16-bit values in the image's own colour space), "gui"
+(interactive, in gimp-3.0 under Xvfb, driven by gui_session.sh) or "broken-core" (one call expected
+to fail), CLNSOD_E2E_INPUT (photo), CLNSOD_E2E_SKY (sky image file), CLNSOD_E2E_OUT (output folder).
 """
 
 import json
@@ -20,7 +21,8 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, Gio
+gi.require_version("Babl", "0.1")
+from gi.repository import Babl, Gegl, Gimp, Gio
 
 PROCEDURE = "plug-in-clnsod-replace-sky"
 CASE = os.environ["CLNSOD_E2E_CASE"]
@@ -133,6 +135,36 @@ def run_replace(folder, stem, offsets=(0, 0), **arguments):
     return report
 
 
+def in_space(drawable, encoding):
+    """A babl format name for ``encoding`` in the drawable's own colour space (plain names mean sRGB)."""
+    return Babl.get_name(Babl.format_with_space(encoding, drawable.get_format()))
+
+
+def run_deep(folder):
+    """A 16-bit Display P3 photo, harmonised replacement: everything dumped at 16 bits in its own space."""
+    image = load(os.environ["CLNSOD_E2E_DEEP_INPUT"])
+    original = image.get_layers()[0]
+    rgba16 = in_space(original, "R'G'B'A u16")
+    before = pixels(original, rgba16)
+    dump(folder, "deep_before.raw", before)
+    report = {"call": call(image, sky="sunset", device="cpu"), "structure": structure(image),
+              "precision": image.get_precision().value_nick,
+              "profile": image.get_color_profile().get_label() if image.get_color_profile() else None}
+    report["original_unchanged"] = pixels(original, rgba16) == before
+    layers = {layer.get_name(): layer for layer in image.get_layers()}
+    if "New sky" in layers:
+        dump(folder, "deep_sky.raw", pixels(layers["New sky"], rgba16))
+        dump(folder, "deep_layermask.raw", pixels(layers["New sky"].get_mask(), "Y u8"))
+    if "Foreground lighting" in layers:
+        dump(folder, "deep_lighting.raw", pixels(layers["Foreground lighting"], rgba16))
+    copy = image.duplicate()
+    flat = copy.flatten()
+    dump(folder, "deep_flat.raw", pixels(flat, in_space(flat, "R'G'B' u16")))
+    copy.delete()
+    image.delete()
+    return report
+
+
 def wait_for(path, seconds=90):
     deadline = time.monotonic() + seconds
     while not os.path.exists(path):
@@ -166,6 +198,8 @@ def main():
         sky_file = Gio.File.new_for_path(os.environ["CLNSOD_E2E_SKY"])
         report["harmonised"] = run_replace(folder, "harmonised", **{"sky-file": sky_file, "device": "cpu"})
         report["mask_only"] = run_replace(folder, "mask_only", offsets=(120, 60), **{"mask-only": True, "device": "cpu"})
+    elif CASE == "deep":
+        report["deep"] = run_deep(folder)
     elif CASE == "gui":
         report["gui"] = run_gui(folder)
     elif CASE == "broken-core":

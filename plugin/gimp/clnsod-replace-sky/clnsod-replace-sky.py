@@ -24,7 +24,8 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, Gio, GLib, GObject
+gi.require_version("Babl", "0.1")
+from gi.repository import Babl, Gegl, Gimp, Gio, GLib, GObject
 
 # install_plugin.py copies bridge_client.py, core.json and options.json (the core's option table) next to this file.
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +35,9 @@ import replace_sky_logic as logic
 
 PROCEDURE = "plug-in-clnsod-replace-sky"
 BINARY = "clnsod-replace-sky"
-RGBA_FORMAT = "R'G'B'A u8"  # sRGB-encoded 8-bit, the protocol's RGBA8
+# Pixels go to the core in the image's own colour space (with its ICC profile) and at its depth:
+# 8-bit images as RGBA8, deeper ones (16/32-bit integer, half and full float) as RGBA16.
+EIGHT_BIT = (Gimp.Precision.U8_LINEAR, Gimp.Precision.U8_NON_LINEAR, Gimp.Precision.U8_PERCEPTUAL)
 # The matte is coverage. Layer masks are stored linear and read as linear opacity when compositing,
 # so the matte goes in as linear "Y u8": a 50 % matte gives 50 % opacity (exact, checked in GIMP 3.0.4).
 MASK_FORMAT = "Y u8"
@@ -176,8 +179,9 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
 
     width, height = layer.get_width(), layer.get_height()
     python = bridge.core_python(PLUGIN_DIR)
-    pixels = read_pixels(layer, RGBA_FORMAT, width, height)
-    job = bridge.Job(width, height, "RGBA8", pixels, options, table)
+    rgba_format, pixel_format = exchange_format(image, layer)
+    pixels = read_pixels(layer, rgba_format, width, height)
+    job = bridge.Job(width, height, pixel_format, pixels, options, table, icc_profile=image_profile(image))
     Gimp.progress_init("Replace Sky: starting the CLN-SOD core")
     try:
         final = bridge.run_blocking(job, python, report_progress)
@@ -200,7 +204,7 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
         if options["mode"] == "mask":
             image.select_item(Gimp.ChannelOps.REPLACE, channel)
         else:
-            add_result_layers(image, layer, sky, lighting, matte)
+            add_result_layers(image, layer, sky, lighting, matte, rgba_format)
     finally:
         image.undo_group_end()
     Gimp.displays_flush()
@@ -209,6 +213,20 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
 def report_progress(event: bridge.Event) -> None:
     Gimp.progress_set_text(f"Replace Sky: {event.message}" if event.message else "Replace Sky")
     Gimp.progress_update(event.fraction)
+
+
+def exchange_format(image: Gimp.Image, layer: Gimp.Layer) -> tuple[str, str]:
+    """(babl format name, protocol pixel format): perceptually encoded RGBA in the image's own space
+    (babl's plain "R'G'B'A" names mean sRGB), 8 or 16 bits by the image's precision."""
+    deep = image.get_precision() not in EIGHT_BIT
+    encoding = "R'G'B'A u16" if deep else "R'G'B'A u8"
+    return Babl.get_name(Babl.format_with_space(encoding, layer.get_format())), ("RGBA16" if deep else "RGBA8")
+
+
+def image_profile(image: Gimp.Image) -> bytes | None:
+    """The image's ICC profile, or None for an image without one (GIMP's built-in sRGB)."""
+    profile = image.get_color_profile()
+    return bytes(profile.get_icc_profile()) if profile is not None else None
 
 
 def read_pixels(drawable: Gimp.Drawable, fmt: str, width: int, height: int) -> bytes:
@@ -223,7 +241,8 @@ def write_pixels(drawable: Gimp.Drawable, fmt: str, x: int, y: int, width: int, 
     drawable.update(x, y, width, height)
 
 
-def add_result_layers(image: Gimp.Image, original: Gimp.Layer, sky: bytes, lighting: bytes, matte: bytes) -> None:
+def add_result_layers(image: Gimp.Image, original: Gimp.Layer, sky: bytes, lighting: bytes, matte: bytes,
+                      rgba_format: str) -> None:
     """"New sky" (masked by the matte) then "Foreground lighting", both directly ABOVE the original.
 
     Why above and not below: the original is usually opaque, so anything placed below it would be
@@ -238,19 +257,19 @@ def add_result_layers(image: Gimp.Image, original: Gimp.Layer, sky: bytes, light
 
     sky_layer = new_layer(image, SKY_LAYER, width, height, offset_x, offset_y)
     image.insert_layer(sky_layer, parent, position)
-    write_pixels(sky_layer, RGBA_FORMAT, 0, 0, width, height, sky)
+    write_pixels(sky_layer, rgba_format, 0, 0, width, height, sky)
     mask = sky_layer.create_mask(Gimp.AddMaskType.BLACK)
     sky_layer.add_mask(mask)
     write_pixels(mask, MASK_FORMAT, 0, 0, width, height, matte)
 
     lighting_layer = new_layer(image, LIGHTING_LAYER, width, height, offset_x, offset_y)
     image.insert_layer(lighting_layer, parent, position)
-    write_pixels(lighting_layer, RGBA_FORMAT, 0, 0, width, height, lighting)
+    write_pixels(lighting_layer, rgba_format, 0, 0, width, height, lighting)
 
 
 def new_layer(image: Gimp.Image, name: str, width: int, height: int, offset_x: int, offset_y: int) -> Gimp.Layer:
     """An RGBA layer that blends in sRGB-encoded values, as the core composes (so the stack equals
-    `clnsod replace`'s composite to 8-bit rounding); GIMP's default would blend in linear light."""
+    `clnsod replace`'s composite to rounding at the image's depth); GIMP's default would blend in linear light."""
     layer = Gimp.Layer.new(image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
     layer.set_composite_space(Gimp.LayerColorSpace.RGB_PERCEPTUAL)
     layer.set_offsets(offset_x, offset_y)
