@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from test_gimp_e2e import core_binds
-from test_krita_e2e import check_replace_case, prepare_workspace, run_sessions
+from test_krita_e2e import check_deep_case, check_float_case, check_replace_case, prepare_workspace, run_sessions
 
 BUILD = REPO / "tests" / "gimp" / "build_chroot.sh"
 IN_CHROOT = REPO / "tests" / "gimp" / "gimp_chroot.sh"
@@ -82,3 +82,8 @@ def test_krita52_other_cases(krita_run: dict) -> None:
 
     test_krita_e2e.test_mask_only_in_real_krita(krita_run)
     test_krita_e2e.test_cancel_and_core_error_in_real_krita(krita_run)
+
+
+def test_krita52_16_bit_display_p3_and_float_documents(krita_run: dict) -> None:
+    check_deep_case(krita_run)
+    check_float_case(krita_run)

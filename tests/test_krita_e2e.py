@@ -25,9 +25,22 @@ import pytest
 from conftest import PHOTOS, REPO
 from PIL import Image
 
-KRITA_TIMEOUT_S = 150
+from clnsod_core.imaging.deep import encode_png
+
+KRITA_TIMEOUT_S = 200
 PHOTO_WIDTH = 800
 GROUP_LAYER = "Sky replacement"
+
+
+DISPLAY_P3 = REPO / "tests" / "data" / "icc" / "DisplayP3-v4.icc"
+
+
+def deep_p3_pixels(photo: Path) -> np.ndarray:
+    """The test photo as a 16-bit Display P3 image (LittleCMS at 16 bits): a wide-gamut, deep document."""
+    from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
+
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    return convert(rgb.astype(np.uint16) * 257, SRGB, ColourSpace(DISPLAY_P3.read_bytes()))
 
 
 def _require_hosts() -> bool:
@@ -47,12 +60,15 @@ def prepare_workspace(base: Path, out_name: str) -> dict:
     with Image.open(PHOTOS / "Storm.jpg") as im:
         im = im.convert("RGB")
         im.resize((PHOTO_WIDTH, im.height * PHOTO_WIDTH // im.width), Image.Resampling.LANCZOS).save(photo)
+    deep_photo = out / "photo-p3-16bit.png"
+    deep_photo.write_bytes(encode_png(deep_p3_pixels(photo), DISPLAY_P3.read_bytes(), None))
     for name in ("config", "data", "cache", "runtime", "tmp"):
         (base / name).mkdir()
     (base / "runtime").chmod(0o700)
     env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_DATA_HOME": str(base / "data"),
            "XDG_CACHE_HOME": str(base / "cache"), "XDG_RUNTIME_DIR": str(base / "runtime"),
            "TMPDIR": str(base / "tmp"), "CLNSOD_E2E_OUT": str(out), "CLNSOD_E2E_PHOTO": str(photo),
+           "CLNSOD_E2E_DEEP_PHOTO": str(deep_photo), "CLNSOD_E2E_WATCHDOG": str(KRITA_TIMEOUT_S - 30),
            "QT_QPA_PLATFORM": "xcb"}
     # The test driver is enabled first; the installer adds its own key to the same [python] section.
     (base / "config" / "kritarc").write_text("[python]\nenable_clnsod_e2e=true\n")
@@ -274,3 +290,73 @@ def test_broken_core_path_reaches_user_and_krita_quits(krita_run: dict) -> None:
     assert case["error_modal"] is False
     assert case["after_tree"] == case["before_tree"]
     assert run["rc"] == 0, f"Krita did not quit cleanly (exit status {run['rc']})"
+
+
+def check_deep_case(krita_run: dict) -> None:
+    """A 16-bit Display P3 document: the layers come back at 16 bits in Display P3 (the core got the
+    document's own profile) and equal the core's replacement of that image in that space."""
+    from clnsod_core.compositing.compose import Harmonisation
+    from clnsod_core.imaging.colour import ColourSpace
+    from clnsod_core.masking.inference import SkyMasker
+    from clnsod_core.replace import ReplaceOptions, SkyReplacer
+
+    report = _main(krita_run)
+    case = report["cases"]["deep"]
+    assert "error_text" not in case, case.get("error_text")
+    assert case["color_space"][:2] == ["RGBA", "U16"], case["color_space"]
+    original = case["before_tree"][0]
+    assert case["after_tree"] == [[GROUP_LAYER, "grouplayer", RESULT_LAYERS], original]
+    assert case["original_untouched"]
+    pixels16 = deep_p3_pixels(krita_run["photo"])
+    h, w = pixels16.shape[:2]
+    options = ReplaceOptions(harmonisation=Harmonisation(recolour=0.35, relight=0.4, halo=0.2))  # the driver's
+    result = SkyReplacer(SkyMasker(device="cpu")).replace(pixels16, "sunset", options,
+                                                          space=ColourSpace(DISPLAY_P3.read_bytes()))
+    layers = result.editor_layers()
+    out = krita_run["out"]
+    bgra = {key: np.frombuffer((out / f"deep_{key}.bgra").read_bytes(), "<u2").reshape(h, w, 4)[..., [2, 1, 0, 3]]
+            for key in ("sky", "lighting")}
+    assert (out / "deep_mask.raw").read_bytes() == layers.matte.tobytes()
+    assert np.array_equal(bgra["sky"][..., :3], layers.sky) and (bgra["sky"][..., 3] == 65535).all()
+    assert (layers.sky % 257 != 0).mean() > 0.9  # values between 8-bit steps reach the layer
+    assert np.array_equal(bgra["lighting"], layers.lighting)
+    assert (layers.lighting[..., 3] > 0).mean() > 0.3  # harmonised: the lighting layer covers the foreground
+
+
+def check_float_case(krita_run: dict) -> None:
+    """A 32-bit float document in Krita's linear sRGB (sRGB-elle-V2-g10): float layers that equal the
+    core's replacement of those pixels in that (linear) space, at 16-bit precision."""
+    from clnsod_core.arrays import to_u16
+    from clnsod_core.compositing.compose import Harmonisation
+    from clnsod_core.imaging.colour import ColourSpace
+    from clnsod_core.masking.inference import SkyMasker
+    from clnsod_core.replace import ReplaceOptions, SkyReplacer
+
+    report = _main(krita_run)
+    case = report["cases"]["float"]
+    assert "error_text" not in case, case.get("error_text")
+    assert case["color_space"] == ["RGBA", "F32", "sRGB-elle-V2-g10.icc"], case["color_space"]
+    assert case["after_tree"][0] == [GROUP_LAYER, "grouplayer", RESULT_LAYERS] and case["original_untouched"]
+    w, h = case["size"]
+    out = krita_run["out"]
+    original = np.frombuffer((out / "float_original.raw").read_bytes(), "<f4").reshape(h, w, 4)
+    profile = next(Path(p) for p in ("/usr/share/color/icc/krita/sRGB-elle-V2-g10.icc",
+                                     "/usr/share/krita/profiles/sRGB-elle-V2-g10.icc") if Path(p).is_file())
+    options = ReplaceOptions(harmonisation=Harmonisation(recolour=0.35, relight=0.4, halo=0.2))
+    result = SkyReplacer(SkyMasker(device="cpu")).replace(to_u16(original[..., :3]), "sunset", options,
+                                                          space=ColourSpace(profile.read_bytes()))
+    layers = result.editor_layers()
+    floats = {key: np.frombuffer((out / f"float_{key}.bgra").read_bytes(), "<f4").reshape(h, w, 4)
+              for key in ("sky", "lighting")}
+    assert (out / "float_mask.raw").read_bytes() == layers.matte.tobytes()
+    assert np.array_equal(to_u16(floats["sky"][..., :3]), layers.sky)
+    assert np.array_equal(to_u16(floats["lighting"]), layers.lighting)
+    assert (layers.lighting[..., 3] > 0).mean() > 0.3
+
+
+def test_16_bit_display_p3_document_in_real_krita(krita_run: dict) -> None:
+    check_deep_case(krita_run)
+
+
+def test_float_linear_document_in_real_krita(krita_run: dict) -> None:
+    check_float_case(krita_run)

@@ -137,8 +137,9 @@ def test_missing_or_foreign_option_table_says_reinstall(plugin, tmp_path: Path) 
 
 def test_color_space_check(plugin) -> None:
     _, _, pixels, _ = plugin
-    assert pixels.color_space_problem("RGBA", "U8") is None
-    for model, depth in (("RGBA", "U16"), ("RGBA", "F32"), ("GRAYA", "U8"), ("CMYKA", "U8")):
+    for depth in ("U8", "U16", "F16", "F32"):
+        assert pixels.color_space_problem("RGBA", depth) is None
+    for model, depth in (("GRAYA", "U8"), ("CMYKA", "U8"), ("XYZA", "U16"), ("LABA", "F32")):
         message = pixels.color_space_problem(model, depth)
         assert f"{model} / {depth}" in message and "Convert Image Color Space" in message
 
@@ -148,5 +149,12 @@ def test_gray_layer_bytes_and_coverage(plugin) -> None:
     matte = bytes([0, 128, 255])
     assert pixels.gray_layer_bytes(matte) == bytes([0, 0, 0, 255, 128, 128, 128, 255, 255, 255, 255, 255])
     assert pixels.gray_layer_bytes(b"") == b""
+    import struct
+
+    assert struct.unpack("<8H", pixels.gray_layer_bytes(matte[:2], "U16")) == (0, 0, 0, 65535, 128 * 257, 128 * 257,
+                                                                                128 * 257, 65535)
+    for depth, code in (("F32", "f"), ("F16", "e")):
+        values = struct.unpack(f"<8{code}", pixels.gray_layer_bytes(matte[1:], depth))
+        assert values == pytest.approx([128 / 255] * 3 + [1.0] + [1.0] * 4, abs=1e-3)
     assert pixels.matte_coverage(bytes([255, 255, 0, 0])) == 0.5
     assert pixels.matte_coverage(b"") == 0.0

@@ -7,8 +7,9 @@ the pytest test, which has numpy and readable assertion messages. Any exception 
 gimp-console exit non-zero, which the test reports.
 
 Environment: CLNSOD_E2E_CASE = "run" (three procedure calls: neutral, harmonised with a sky file,
-mask only on a shifted layer), "deep" (one harmonised call on CLNSOD_E2E_DEEP_INPUT, a 16-bit
-Display P3 photo; pixels dumped as 16-bit values in the image's own colour space), "gui"
+mask only on a shifted layer), "deep" (a harmonised call on CLNSOD_E2E_DEEP_INPUT, a 16-bit Display
+P3 photo, as loaded and converted to 32-bit float linear; pixels dumped as 16-bit values in the
+image's own colour space), "gui"
 (interactive, in gimp-3.0 under Xvfb, driven by gui_session.sh) or "broken-core" (one call expected
 to fail), CLNSOD_E2E_INPUT (photo), CLNSOD_E2E_SKY (sky image file), CLNSOD_E2E_OUT (output folder).
 """
@@ -140,26 +141,29 @@ def in_space(drawable, encoding):
     return Babl.get_name(Babl.format_with_space(encoding, drawable.get_format()))
 
 
-def run_deep(folder):
-    """A 16-bit Display P3 photo, harmonised replacement: everything dumped at 16 bits in its own space."""
+def run_deep(folder, stem, precision=None):
+    """A 16-bit Display P3 photo (converted to ``precision`` first if given), harmonised replacement:
+    everything dumped as 16-bit perceptual values in the image's own space."""
     image = load(os.environ["CLNSOD_E2E_DEEP_INPUT"])
+    if precision is not None:
+        image.convert_precision(precision)
     original = image.get_layers()[0]
     rgba16 = in_space(original, "R'G'B'A u16")
     before = pixels(original, rgba16)
-    dump(folder, "deep_before.raw", before)
+    dump(folder, f"{stem}_before.raw", before)
     report = {"call": call(image, sky="sunset", device="cpu"), "structure": structure(image),
               "precision": image.get_precision().value_nick,
               "profile": image.get_color_profile().get_label() if image.get_color_profile() else None}
     report["original_unchanged"] = pixels(original, rgba16) == before
     layers = {layer.get_name(): layer for layer in image.get_layers()}
     if "New sky" in layers:
-        dump(folder, "deep_sky.raw", pixels(layers["New sky"], rgba16))
-        dump(folder, "deep_layermask.raw", pixels(layers["New sky"].get_mask(), "Y u8"))
+        dump(folder, f"{stem}_sky.raw", pixels(layers["New sky"], rgba16))
+        dump(folder, f"{stem}_layermask.raw", pixels(layers["New sky"].get_mask(), "Y u8"))
     if "Foreground lighting" in layers:
-        dump(folder, "deep_lighting.raw", pixels(layers["Foreground lighting"], rgba16))
+        dump(folder, f"{stem}_lighting.raw", pixels(layers["Foreground lighting"], rgba16))
     copy = image.duplicate()
     flat = copy.flatten()
-    dump(folder, "deep_flat.raw", pixels(flat, in_space(flat, "R'G'B' u16")))
+    dump(folder, f"{stem}_flat.raw", pixels(flat, in_space(flat, "R'G'B' u16")))
     copy.delete()
     image.delete()
     return report
@@ -199,7 +203,8 @@ def main():
         report["harmonised"] = run_replace(folder, "harmonised", **{"sky-file": sky_file, "device": "cpu"})
         report["mask_only"] = run_replace(folder, "mask_only", offsets=(120, 60), **{"mask-only": True, "device": "cpu"})
     elif CASE == "deep":
-        report["deep"] = run_deep(folder)
+        report["deep"] = run_deep(folder, "deep")
+        report["deep_float"] = run_deep(folder, "deep_float", Gimp.Precision.FLOAT_LINEAR)
     elif CASE == "gui":
         report["gui"] = run_gui(folder)
     elif CASE == "broken-core":

@@ -23,7 +23,8 @@ from .options import (
     options_from_settings,
     settings_text,
 )
-from .pixels import PIXEL_FORMAT, color_space_problem, matte_coverage
+from .pixels import PIXEL_FORMATS, color_space_problem, matte_coverage
+from .profile import document_profile
 from .runner import CoreRun
 
 ACTION_ID = "clnsod_replace_sky"
@@ -148,7 +149,8 @@ class ReplaceSkyExtension(Extension):
             doc, node = self._check_document()
             python = bridge_client.core_python(PLUGIN_DIR)
             pixels = bytes(node.pixelData(0, 0, doc.width(), doc.height()))
-            job = bridge_client.Job(doc.width(), doc.height(), PIXEL_FORMAT, pixels, options, self.option_table())
+            job = bridge_client.Job(doc.width(), doc.height(), PIXEL_FORMATS[doc.colorDepth()], pixels, options,
+                                    self.option_table(), icc_profile=document_profile(doc))
         except bridge_client.BridgeError as exc:
             if job is not None:
                 job.cleanup()

@@ -116,7 +116,7 @@ def add_replace_result(doc: Document, above: Node, matte: bytes, sky: bytes, lig
 def add_mask_result(doc: Document, above: Node, matte: bytes) -> Node:
     """Adds a grayscale paint layer MASK_NAME (white = sky) above ``above`` and selects the sky."""
     width, height = doc.width(), doc.height()
-    layer = _paint_layer(doc, MASK_NAME, gray_layer_bytes(matte), width, height)
+    layer = _paint_layer(doc, MASK_NAME, gray_layer_bytes(matte, doc.colorDepth()), width, height)
     _parent_of(doc, above).addChildNode(layer, above)
     doc.waitForDone()
     doc.setSelection(_selection(matte, width, height))

@@ -1,7 +1,8 @@
 """Test-only Krita extension: drives the real Replace Sky plugin through its menu action and dialog.
 
 Installed into a throwaway profile by tests/test_krita_e2e.py. Reads CLNSOD_E2E_OUT (where to write
-report.json and the files), CLNSOD_E2E_PHOTO and CLNSOD_E2E_SESSION ("main" or "broken-core").
+report.json and the files), CLNSOD_E2E_PHOTO, CLNSOD_E2E_DEEP_PHOTO (a 16-bit Display P3 photo) and
+CLNSOD_E2E_SESSION ("main" or "broken-core").
 Every step is driven by timers (never a nested event loop), a watchdog ends a stuck run, and Krita
 is always quit through its own file_quit action.
 """
@@ -24,6 +25,7 @@ from PyQt5.QtWidgets import (
 
 OUT = os.environ.get("CLNSOD_E2E_OUT", "")
 PHOTO = os.environ.get("CLNSOD_E2E_PHOTO", "")
+DEEP_PHOTO = os.environ.get("CLNSOD_E2E_DEEP_PHOTO", "")
 SESSION = os.environ.get("CLNSOD_E2E_SESSION", "main")
 WATCHDOG_S = float(os.environ.get("CLNSOD_E2E_WATCHDOG", "110"))
 POLL_MS = 100
@@ -134,10 +136,11 @@ class Steps:
 class Case:
     """One trigger of the plugin's action on its own document."""
 
-    def __init__(self, key, settings, photo=None):
+    def __init__(self, key, settings, photo=None, color_space=None):
         self.key = key
         self.settings = settings
         self.photo = photo or PHOTO
+        self.color_space = color_space  # (model, depth, profile) to convert the opened photo to first
         self.doc = None
         self.result = REPORT.setdefault("cases", {}).setdefault(key, {})
 
@@ -150,11 +153,17 @@ class Case:
             app.activeWindow().addView(self.doc)
             self.doc.setBatchmode(True)  # exportImage must not open an options dialog
             self.doc.waitForDone()
+            if self.color_space is not None and not self.doc.setColorSpace(*self.color_space):
+                raise RuntimeError(f"Krita could not convert the photo to {self.color_space}")
+            self.doc.waitForDone()
         node = self.doc.activeNode()
         if node is None:
             return False
         self.result["before_tree"] = tree(self.doc.rootNode())
+        self.result["color_space"] = [self.doc.colorModel(), self.doc.colorDepth(), self.doc.colorProfile()]
         self.original = bytes(node.pixelData(0, 0, self.doc.width(), self.doc.height()))
+        with open(out(f"{self.key}_original.raw"), "wb") as handle:
+            handle.write(self.original)
         self.result["size"] = [self.doc.width(), self.doc.height()]
         return True
 
@@ -300,6 +309,7 @@ class Case:
 
 
 REPLACE = {"mode": "replace", "sky": "sunset", "recolour": 0.0, "relight": 0.0, "halo": 0.0, "device": "cpu"}
+HARMONISED = dict(REPLACE, recolour=0.35, relight=0.4, halo=0.2)
 
 
 def plan():
@@ -311,7 +321,9 @@ def plan():
     return (Case("replace", REPLACE).steps(undo=True)
             + Case("mask", {"mode": "mask", "device": "cpu"}).steps()
             + Case("cancel", REPLACE).steps(cancel=True)
-            + Case("bad_sky", dict(REPLACE, sky="image file...", sky_file=bad_sky)).steps())
+            + Case("bad_sky", dict(REPLACE, sky="image file...", sky_file=bad_sky)).steps()
+            + (Case("deep", HARMONISED, photo=DEEP_PHOTO).steps() if DEEP_PHOTO else [])
+            + Case("float", HARMONISED, color_space=("RGBA", "F32", "sRGB-elle-V2-g10.icc")).steps())
 
 
 def begin():
