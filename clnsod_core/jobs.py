@@ -41,10 +41,26 @@ class JobSummary:
     skipped: int = 0
     no_sky: int = 0  # photos written unchanged because they show no sky
     failed: list[str] = field(default_factory=list)  # one line per failure
+    outcomes: dict[Path, Outcome] = field(default_factory=dict)  # per photo, for manifests
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def record(self, source: Path, outputs: tuple[Path, ...], status: str, detail: str = "") -> None:
+        """What happened to one photo; the first word is kept (a photo "no sky" is not then "written")."""
+        self.outcomes.setdefault(source, Outcome(source, outputs, status, detail))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: Path
+    outputs: tuple[Path, ...]
+    status: str  # WRITTEN, NO_SKY, SKIPPED or FAILED
+    detail: str = ""  # the failure's reason
+
+
+WRITTEN, NO_SKY, SKIPPED, FAILED = "written", "no sky", "skipped", "failed"
 
 
 ErrorReporter = Callable[[str], None]
@@ -81,17 +97,18 @@ class JobRunner(Generic[R]):
                 image, meta = future.result()
                 ready.append(Decoded(job, image, meta))
             except PhotoError as exc:
-                self._fail(summary, str(exc))
+                self._fail(summary, str(exc), job)
                 self._done(job)
         results = self.compute(ready) if ready else []
         for item, result in zip(ready, results, strict=True):
             try:
                 self.write(item, result)
                 summary.written += 1
+                summary.record(item.job.source, item.job.targets, WRITTEN)
             except OSError as exc:
-                self._fail(summary, f"{item.job.source}: cannot write output ({exc.strerror or exc})")
+                self._fail(summary, f"{item.job.source}: cannot write output ({exc.strerror or exc})", item.job)
             except ValueError as exc:
-                self._fail(summary, f"{item.job.source}: {exc}")
+                self._fail(summary, f"{item.job.source}: {exc}", item.job)
             self._done(item.job)
 
     def _decoded_chunks(self, jobs: list[PhotoJob]) -> Iterator[list[tuple[PhotoJob, Future]]]:
@@ -124,8 +141,9 @@ class JobRunner(Generic[R]):
                 chunks.append([item])
         return chunks
 
-    def _fail(self, summary: JobSummary, line: str) -> None:
+    def _fail(self, summary: JobSummary, line: str, job: PhotoJob) -> None:
         summary.failed.append(line)
+        summary.record(job.source, job.targets, FAILED, line)
         self.report(line)
 
     def _done(self, job: PhotoJob) -> None:
@@ -169,11 +187,13 @@ def plan_jobs(
             line = ""
         if line:
             summary.failed.append(line)
+            summary.record(source, tuple(targets), FAILED, line)
             report(line)
             continue
         claimed.update({k: source for k in keys})
         if not overwrite and all(t.exists() for t in targets):
             summary.skipped += 1
+            summary.record(source, tuple(targets), SKIPPED)
         else:
             jobs.append(PhotoJob(source, tuple(targets)))
     return jobs

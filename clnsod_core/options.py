@@ -112,6 +112,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "int", 0, "sky", "Preset seed", "Seed for preset skies (each seed gives other clouds).",
            0, 2**31 - 1, surfaces=(CLI, BRIDGE), field=("replace", "seed")),
     Option("quality", "int", 92, "output", "Quality", "JPEG/WebP quality.", 1, 100, surfaces=(CLI,)),
+    Option("label", "text", None, "output", "Label",
+           "Stamp this text (e.g. 'Virtually enhanced') in the bottom-right corner of every replaced photo. "
+           "Every replaced photo also carries XMP metadata saying that its sky was replaced.", surfaces=(CLI,)),
     Option("weights", "text", None, "model", "Weights",
            "Registry name (see 'clnsod weights list'), weights file, or URL#sha256=HEX "
            "(default: the weights embedded in the package).", surfaces=(CLI, BRIDGE)),

@@ -9,6 +9,9 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+# Replaced photos carry the run's time in their XMP; a fixed one (the reproducible-builds convention the
+# CLI honours) keeps outputs of separate runs byte-comparable. tests/test_disclosure.py checks the clock.
+os.environ.setdefault("SOURCE_DATE_EPOCH", "1767225600")
 SHARED_DATA = Path(os.environ.get("CLNSOD_SHARED_DATA", REPO.parent / "shared" / "data"))
 SKYSEG = SHARED_DATA / "skyseg"
 PHOTOS = SHARED_DATA / "photos"

@@ -4,7 +4,9 @@ pyarrow, joining a running cluster with --address, and a worker killed with SIGK
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -116,9 +118,16 @@ def test_same_outputs_lines_and_exit_code_as_the_local_engine(photos: Path, refe
                                                               tmp_path: Path) -> None:
     local_out, local_stderr = reference
     out = tmp_path / "ray"
-    result = run_cli("batch", photos, "-o", out, *ARGS, *TWO_WORKERS, timeout=RAY_TIMEOUT)
+    result = run_cli("batch", photos, "-o", out, *ARGS, *TWO_WORKERS, "--manifest", tmp_path / "ray.json",
+                     timeout=RAY_TIMEOUT)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
+    manifest = json.loads((tmp_path / "ray.json").read_text())["photos"]
+    statuses = sorted((Path(p["original"]).relative_to(photos).as_posix(), p["status"]) for p in manifest)
+    assert statuses == sorted([(p.relative_to(photos).as_posix(), "written") for p in photos.rglob("*.jpg")
+                               if p.name not in ("empty.jpg", "notes.jpg")] + [("empty.jpg", "failed"),
+                                                                                ("notes.jpg", "failed")])
+    assert all(Path(o).is_file() for p in manifest if p["status"] == "written" for o in p["outputs"])
     assert report_lines(result.stderr) == report_lines(local_stderr)
     assert f"error: {photos / 'empty.jpg'}: empty file (0 bytes)" in result.stderr
     assert f"error: {photos / 'notes.jpg'}: not an image file" in result.stderr
@@ -126,9 +135,12 @@ def test_same_outputs_lines_and_exit_code_as_the_local_engine(photos: Path, refe
     assert digest(out) == digest(local_out)  # same names, same folders, same bytes
     assert not list(out.rglob(".*.part"))
 
-    again = run_cli("batch", photos, "-o", out, *ARGS, *TWO_WORKERS, timeout=RAY_TIMEOUT)
+    again = run_cli("batch", photos, "-o", out, *ARGS, *TWO_WORKERS, "--manifest", tmp_path / "again.csv",
+                    timeout=RAY_TIMEOUT)
     assert again.returncode == 1, again.stderr  # the two bad files still fail, nothing else is redone
     assert f"0 written, {PHOTO_COUNT} skipped (already exist), 2 failed" in again.stderr
+    with open(tmp_path / "again.csv", newline="") as handle:
+        assert sorted(row["status"] for row in csv.DictReader(handle)) == ["failed"] * 2 + ["skipped"] * PHOTO_COUNT
     assert digest(out) == digest(local_out)
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
+from clnsod_core import jobs
 from clnsod_core.files import remove_stale_parts, write_atomic
 from clnsod_core.frontends.cli.batch import is_uri
 from clnsod_core.frontends.cli.common import (
@@ -32,6 +33,7 @@ from clnsod_core.frontends.cli.common import (
     load_masker,
     report_error,
 )
+from clnsod_core.frontends.cli.manifest import write_manifest
 from clnsod_core.frontends.cli.runners import (
     NETWORK_CHUNK,
     batch_runner,
@@ -41,7 +43,7 @@ from clnsod_core.frontends.cli.runners import (
     plan_batch,
 )
 from clnsod_core.imaging.io import IMAGE_SUFFIXES
-from clnsod_core.jobs import JobSummary, PhotoJob, find_photos
+from clnsod_core.jobs import SKIPPED, JobSummary, Outcome, PhotoJob, find_photos
 from clnsod_core.replace import SkySource
 from clnsod_core.runtime import tune_allocator
 
@@ -138,7 +140,7 @@ def worker_device(device: str, gpus_per_worker: float) -> str:
 
 
 def run_on_ray(in_text: str, out_text: str, kind: str, fmt: str, overwrite: bool, flags: dict[str, Any],
-               settings: RaySettings) -> None:
+               settings: RaySettings, manifest: Path | None = None) -> None:
     ray = require_ray()
     flags = {**flags, "device": worker_device(flags["device"], settings.gpus_per_worker)}
     source, dest = Store.named(in_text), Store.named(out_text)
@@ -164,6 +166,8 @@ def run_on_ray(in_text: str, out_text: str, kind: str, fmt: str, overwrite: bool
             # Every worker ran on this machine, so a temp file whose pid is gone here is a killed
             # worker's (on a cluster the next run's start-up cleanup has the same rule).
             remove_stale_parts(Path(out_text), recursive=True)
+    if manifest is not None:
+        write_manifest(manifest, summary, kind, flags)
     finish(summary)
 
 
@@ -192,6 +196,10 @@ def plan_rows(source: Store, dest: Store, kind: str, fmt: str, overwrite: bool,
     failed_before = len(summary.failed)
     jobs = plan_batch(photos, in_key, out_key, kind, fmt, overwrite or out_fs is not None, summary, report)
     summary.failed[failed_before:] = [names(line) for line in summary.failed[failed_before:]]
+    summary.outcomes = {Path(names(str(o.source))): Outcome(Path(names(str(o.source))),
+                                                            tuple(Path(names(str(t))) for t in o.outputs),
+                                                            o.status, names(o.detail))
+                        for o in summary.outcomes.values()}
     if out_fs is not None and not overwrite:
         fs, root = out_fs
         listed = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
@@ -199,6 +207,8 @@ def plan_rows(source: Store, dest: Store, kind: str, fmt: str, overwrite: bool,
         done = {job for job in jobs
                 if all(PurePosixPath(root, t.relative_to(out_key).as_posix()) in existing for t in job.targets)}
         summary.skipped += len(done)
+        for job in done:
+            summary.record(Path(names(str(job.source))), tuple(Path(names(str(t))) for t in job.targets), SKIPPED)
         jobs = [job for job in jobs if job not in done]
     return [{"photo": job.source.relative_to(in_key).as_posix(),
              "targets": [t.relative_to(out_key).as_posix() for t in job.targets]} for job in jobs]
@@ -293,6 +303,9 @@ def _run_rows(ray: ModuleType, rows: list[dict[str, Any]], worker_args: dict[str
 def _merge(result: dict[str, Any], summary: JobSummary) -> None:
     """One photo's result into the run's summary, its line printed as the local engine prints it."""
     status, line = str(result["status"]), str(result["line"])
+    outputs = tuple(Path(name) for name in str(result["outputs"]).split("\n"))
+    outcome = {FAILED: jobs.FAILED, NO_SKY: jobs.NO_SKY}.get(status, jobs.WRITTEN)
+    summary.record(Path(str(result["photo"])), outputs, outcome, line if status == FAILED else "")
     if status == FAILED:
         summary.failed.append(line)
         report_error(line)
@@ -385,7 +398,7 @@ class _Outcome:
         self.names, self.upload, self.out_root = names, upload, out_root
         self.errors: list[str] = []
         self.notices: list[str] = []
-        self.results: dict[str, list[str]] = {"photo": [], "status": [], "line": []}
+        self.results: dict[str, list[str]] = {"photo": [], "outputs": [], "status": [], "line": []}
 
     def error(self, line: str) -> None:
         self.errors.append(line)
@@ -410,6 +423,7 @@ class _Outcome:
 
     def add(self, job: PhotoJob, status: str, line: str) -> None:
         self.results["photo"].append(self.names(str(job.source)))
+        self.results["outputs"].append("\n".join(self.names(str(target)) for target in job.targets))
         self.results["status"].append(status)
         self.results["line"].append(self.names(line))
 

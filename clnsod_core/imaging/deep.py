@@ -104,14 +104,16 @@ def _as_u16(pixels: np.ndarray, path: Path) -> np.ndarray:
     raise DeepError(f"{path}: unsupported sample type {pixels.dtype}")
 
 
-def encode_png(image: np.ndarray, icc_profile: bytes | None, exif: bytes | None) -> bytes:
-    """16-bit PNG bytes with the ICC profile (iCCP) and EXIF (eXIf) chunks after the header."""
+def encode_png(image: np.ndarray, icc_profile: bytes | None, exif: bytes | None, xmp: bytes | None = None) -> bytes:
+    """16-bit PNG bytes with the ICC profile (iCCP), EXIF (eXIf) and XMP (iTXt) chunks after the header."""
     data = imagecodecs.png_encode(np.ascontiguousarray(image), level=3)
     chunks = b""
     if icc_profile:
         chunks += _chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
     if exif:
         chunks += _chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    if xmp:  # the keyword Adobe's XMP specification gives, uncompressed, no language
+        chunks += _chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
     header_end = 8 + 8 + 13 + 4  # signature + IHDR (length, type, 13 data bytes, CRC)
     return data[:header_end] + chunks + data[header_end:]
 
@@ -125,9 +127,10 @@ _TIFF_TEXT_TAGS = {270: "ImageDescription", 271: "Make", 272: "Model", 305: "Sof
                    315: "Artist", 33432: "Copyright"}
 
 
-def write_tiff(handle: IO[bytes], image: np.ndarray, icc_profile: bytes | None, exif: bytes | None) -> None:
-    """16-bit deflate-compressed TIFF with the ICC profile and the EXIF main IFD's text tags."""
-    extratags = []
+def write_tiff(handle: IO[bytes], image: np.ndarray, icc_profile: bytes | None, exif: bytes | None,
+               xmp: bytes | None = None) -> None:
+    """16-bit deflate-compressed TIFF with the ICC profile, the EXIF main IFD's text tags and XMP (tag 700)."""
+    extratags = [(700, "B", len(xmp), xmp, True)] if xmp else []
     if exif:
         parsed = Image.Exif()
         parsed.load(exif)

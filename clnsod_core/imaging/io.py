@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from clnsod_core.arrays import as_u8, to_u8
 from clnsod_core.files import write_atomic
@@ -305,16 +305,18 @@ def save_unchanged(photo: np.ndarray, source: Path, meta: PhotoMeta, path: Path,
     save_image(photo, path, meta, quality)
 
 
-def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, quality: int = 92) -> None:
+def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, quality: int = 92,
+               xmp: bytes | None = None) -> None:
     """Write RGB/RGBA/L ``image`` atomically in the format given by the extension, carrying EXIF and
-    the ICC profile over where the format supports them. uint16 images stay 16-bit in PNG and TIFF
-    (with the 'deep' extra) and become 8-bit in the other formats."""
+    the ICC profile over where the format supports them, and ``xmp`` (an XMP packet) in every output
+    format. uint16 images stay 16-bit in PNG and TIFF (with the 'deep' extra) and become 8-bit in the
+    other formats."""
     fmt = output_format(path)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be between 1 and 100, got {quality}")
     if image.dtype == np.uint16:
         if fmt in deep.DEEP_FORMATS and deep.AVAILABLE:
-            _save_deep(image, path, fmt, meta)
+            _save_deep(image, path, fmt, meta, xmp)
             return
         if fmt in deep.DEEP_FORMATS:
             warnings.warn(f"{path}: written at 8 bits; {deep.INSTALL} writes 16-bit {fmt}", PhotoWarning, stacklevel=2)
@@ -327,6 +329,19 @@ def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, qua
         options["exif"] = meta.exif
     if meta is not None and meta.icc_profile and pil.mode != "L":
         options["icc_profile"] = meta.icc_profile
+    if xmp:
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+            options["pnginfo"] = info
+        elif fmt == "TIFF":  # Pillow writes either ``exif`` or ``tiffinfo``: carry both in the latter
+            tags = Image.Exif()
+            if "exif" in options:
+                tags.load(options.pop("exif"))
+            tags[700] = xmp
+            options["tiffinfo"] = tags
+        else:  # JPEG (APP1), WebP, AVIF and HEIF take it as is
+            options["xmp"] = xmp
     if fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=False)
     elif fmt == "WEBP":
@@ -340,11 +355,11 @@ def save_image(image: np.ndarray, path: Path, meta: PhotoMeta | None = None, qua
     write_atomic(path, lambda handle: pil.save(handle, format=fmt, **options))
 
 
-def _save_deep(image: np.ndarray, path: Path, fmt: str, meta: PhotoMeta | None) -> None:
+def _save_deep(image: np.ndarray, path: Path, fmt: str, meta: PhotoMeta | None, xmp: bytes | None) -> None:
     icc = meta.icc_profile if meta is not None and image.ndim == 3 else None
     exif = meta.exif if meta is not None else None
     if fmt == "PNG":
-        data = deep.encode_png(image, icc, exif)
+        data = deep.encode_png(image, icc, exif, xmp)
         write_atomic(path, lambda handle: handle.write(data))
     else:
-        write_atomic(path, lambda handle: deep.write_tiff(handle, image, icc, exif))
+        write_atomic(path, lambda handle: deep.write_tiff(handle, image, icc, exif, xmp))

@@ -9,10 +9,12 @@ from typing import Any
 import click
 
 from clnsod_core.frontends.cli.common import ensure_writable_dir, finish
+from clnsod_core.frontends.cli.manifest import check_manifest_path, write_manifest
 from clnsod_core.frontends.cli.options import REPLACE_GROUPS, cli_options
 from clnsod_core.frontends.cli.runners import (
     OUTPUT_KINDS,
     batch_runner,
+    disclosure_flags,
     load_replacer,
     load_sky_or_fail,
     plan_batch,
@@ -55,6 +57,10 @@ class FolderOrUri(click.ParamType):
               show_default=True,
               help="File format of composites.")
 @click.option("--overwrite", is_flag=True, help="Redo photos whose outputs already exist.")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write FILE.csv or FILE.json: every photo with its outputs, what happened to it "
+              "(written, no sky, skipped, failed) and the settings used, e.g. to link each listing photo "
+              "to its original.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
               help="local: in this process. ray: on Ray Data workers that each load the model once "
               "(needs pip install -e '.[ray]'); IN_DIR and OUT may then also be URIs (s3://, gs://, "
@@ -73,12 +79,14 @@ class FolderOrUri(click.ParamType):
               "runs on --device as given (auto = cuda). Without it workers run on the CPU.")
 @cli_options(*REPLACE_GROUPS)
 def batch_command(in_dir: Path | str, out_dir: Path | str, output_kind: str | None, fmt: str, overwrite: bool,
-                  engine: str, address: str | None, workers: int | None, cpus_per_worker: float | None,
-                  gpus_per_worker: float | None, **flags: Any) -> None:
+                  manifest: Path | None, engine: str, address: str | None, workers: int | None,
+                  cpus_per_worker: float | None, gpus_per_worker: float | None, **flags: Any) -> None:
     """Process every photo under IN_DIR (recursively) into OUT."""
     kind = output_kind or ("composite" if flags["sky"] else "mask")
     if kind != "mask" and flags["sky"] is None:
         raise click.UsageError(f"--output {kind} needs --sky FILE|PRESET")
+    flags = disclosure_flags(flags)
+    check_manifest_path(manifest)
     if kind in ("composite", "both"):
         try:
             output_format(Path(f"composite.{fmt}"))  # a codec that is not installed: say so before any work
@@ -88,7 +96,7 @@ def batch_command(in_dir: Path | str, out_dir: Path | str, output_kind: str | No
         from clnsod_core.frontends.ray_engine import RaySettings, run_on_ray
 
         settings = RaySettings(address, workers, cpus_per_worker or 1.0, gpus_per_worker or 0.0)
-        run_on_ray(str(in_dir), str(out_dir), kind, fmt, overwrite, flags, settings)
+        run_on_ray(str(in_dir), str(out_dir), kind, fmt, overwrite, flags, settings, manifest)
         return
     ray_only = {"--address": address, "--workers": workers, "--cpus-per-worker": cpus_per_worker,
                 "--gpus-per-worker": gpus_per_worker}
@@ -97,10 +105,11 @@ def batch_command(in_dir: Path | str, out_dir: Path | str, output_kind: str | No
         raise click.UsageError(f"{', '.join(given)} only apply to --engine ray")
     if not isinstance(in_dir, Path) or not isinstance(out_dir, Path):
         raise click.UsageError("URIs (scheme://...) are read and written by --engine ray only")
-    run_locally(in_dir, out_dir, kind, fmt, overwrite, flags)
+    run_locally(in_dir, out_dir, kind, fmt, overwrite, flags, manifest)
 
 
-def run_locally(in_dir: Path, out_dir: Path, kind: str, fmt: str, overwrite: bool, flags: dict[str, Any]) -> None:
+def run_locally(in_dir: Path, out_dir: Path, kind: str, fmt: str, overwrite: bool, flags: dict[str, Any],
+                manifest: Path | None = None) -> None:
     """The local engine: one model in this process, the core's job engine over every photo."""
     ensure_writable_dir(out_dir, recursive_cleanup=True)
     sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"]) if kind != "mask" else None
@@ -113,4 +122,6 @@ def run_locally(in_dir: Path, out_dir: Path, kind: str, fmt: str, overwrite: boo
                 bar.update(1)
 
             batch_runner(replacer, kind, sky, flags, summary, on_done=tick).run(jobs, summary)
+    if manifest is not None:
+        write_manifest(manifest, summary, kind, flags)
     finish(summary)

@@ -10,6 +10,7 @@ import click
 from clnsod_core.frontends.cli.common import ensure_writable_dir, finish, report_error
 from clnsod_core.frontends.cli.options import REPLACE_GROUPS, cli_options
 from clnsod_core.frontends.cli.runners import (
+    disclosure_flags,
     load_replacer,
     load_sky_or_fail,
     replace_runner,
@@ -31,6 +32,7 @@ def replace_command(photo: Path, out_path: Path, **flags: Any) -> None:
         output_format(out_path)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    flags = disclosure_flags(flags)
     ensure_writable_dir(out_path.parent)
     sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"])
     summary = JobSummary()

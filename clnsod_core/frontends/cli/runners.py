@@ -10,10 +10,17 @@ from typing import Any
 import click
 import numpy as np
 
+from clnsod_core.compositing.disclosure import (
+    check_label,
+    disclosure_xmp,
+    replacement_time,
+    stamp_label,
+)
 from clnsod_core.frontends.cli.common import load_masker, report_error
 from clnsod_core.imaging.colour import ColourSpace
 from clnsod_core.imaging.io import PhotoError, save_image, save_mask_png, save_unchanged
 from clnsod_core.jobs import (
+    NO_SKY,
     Decoded,
     ErrorReporter,
     JobRunner,
@@ -50,6 +57,20 @@ def load_replacer(flags: dict[str, Any]) -> SkyReplacer:
     return SkyReplacer(load_masker(flags["weights"], flags["device"], flags["max_megapixels"]))
 
 
+def disclosure_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """``flags`` with the run's replacement time (one for a whole batch, on every engine); ``--label``
+    checked first: a usage error before any work when the text cannot be stamped."""
+    if flags.get("label") is not None:
+        try:
+            check_label(flags["label"])
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    return {**flags, REPLACED_AT: replacement_time()}
+
+
+REPLACED_AT = "replaced_at"  # not an option: set once per run by ``disclosure_flags``
+
+
 def load_sky_or_fail(spec: str, max_megapixels: float) -> SkySource:
     try:
         return load_sky(spec, int(max_megapixels * 1e6))
@@ -64,9 +85,10 @@ def echo_notice(line: str) -> None:
     click.echo(line, err=True)
 
 
-def _report_no_sky(source: Path, summary: JobSummary, what: str, notice: Notice) -> None:
-    notice(f"{source}: no sky found; {what}")
+def _report_no_sky(job: PhotoJob, summary: JobSummary, what: str, notice: Notice) -> None:
+    notice(f"{job.source}: no sky found; {what}")
     summary.no_sky += 1
+    summary.record(job.source, job.targets, NO_SKY)
 
 
 def plan_batch(photos: Iterable[Path], in_dir: Path, out_dir: Path, kind: str, ext: str, overwrite: bool,
@@ -102,7 +124,7 @@ def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummar
         matte, sky_found = result
         save_mask_png(matte, item.job.targets[0])
         if not sky_found:
-            _report_no_sky(item.job.source, summary, "the mask is empty", notice)
+            _report_no_sky(item.job, summary, "the mask is empty", notice)
 
     return JobRunner(compute, write, replacer.masker.max_pixels, report, chunk=NETWORK_CHUNK, **kw)
 
@@ -113,24 +135,29 @@ def replace_runner(replacer: SkyReplacer, sky: SkySource, flags: dict[str, Any],
     """Replacements written as ``kind`` (see ``output_paths``); a photo without sky is written unchanged."""
     options = ReplaceOptions.from_flat(flags)
     quality = flags["quality"]
+    label = check_label(flags["label"]) if flags.get("label") is not None else None
+    sky_name = flags["sky"] if isinstance(sky, str) else Path(str(flags["sky"])).name
+    when = flags.get(REPLACED_AT) or replacement_time()
 
     def compute(items: list[Decoded]) -> list[ReplaceResult]:
         return [replacer.replace(item.image, sky, options, space=ColourSpace(item.meta.icc_profile)) for item in items]
 
     def write(item: Decoded, result: ReplaceResult) -> None:
         targets = item.job.targets
+        xmp = disclosure_xmp(sky_name, when, label) if result.sky_found else None  # every replaced output says so
         if kind in ("composite", "both") and not result.sky_found:
             save_unchanged(item.image, item.job.source, item.meta, targets[0], quality)
         elif kind in ("composite", "both"):
-            save_image(result.composite, targets[0], item.meta, quality)
+            composite = stamp_label(result.composite, label) if label else result.composite
+            save_image(composite, targets[0], item.meta, quality, xmp=xmp)
         if kind == "both":
             save_mask_png(result.matte, targets[1])
         if kind == "layers":
             layers = result.editor_layers()
             save_image(layers.matte, targets[0])
-            save_image(layers.sky_rgba(), targets[1], item.meta)
-            save_image(layers.lighting, targets[2], item.meta)
+            save_image(layers.sky_rgba(), targets[1], item.meta, xmp=xmp)
+            save_image(layers.lighting, targets[2], item.meta, xmp=xmp)
         if not result.sky_found:
-            _report_no_sky(item.job.source, summary, "written unchanged", notice)
+            _report_no_sky(item.job, summary, "written unchanged", notice)
 
     return JobRunner(compute, write, replacer.masker.max_pixels, report, **kw)
