@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from clnsod_core.arrays import from_unit, to_u8
+from clnsod_core.arrays import as_u8, from_unit, to_u8
 from clnsod_core.compositing.compose import (
     Harmonisation,
     SkyPlacement,
@@ -129,7 +129,8 @@ class SkyReplacer:
              space: ColourSpace | None = None) -> tuple[np.ndarray, bool]:
         """Edge-aware full-resolution sky matte, and whether the photo has sky at all."""
         options.validate()
-        return sky_matte(photo, self.masker.predict_working_size([photo], [space])[0], options)
+        guide = as_u8(photo)  # what the network and the matte read: one 8-bit copy of a 16-bit photo, not two
+        return sky_matte(guide, self.masker.predict_working_size([guide], [space])[0], options)
 
     def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions(),
               space: ColourSpace | None = None) -> np.ndarray:

@@ -36,15 +36,14 @@ def replacement_time() -> str:
 def disclosure_xmp(sky: str, when: str, label: str | None = None) -> bytes:
     """The XMP packet of a replaced-sky output; ``sky`` is the preset name or the sky file's name,
     ``when`` the run's ``replacement_time()`` (one time for a whole batch)."""
-    stamp = when
     fields = {
         "xmp:CreatorTool": f"CLN-SOD {__version__}",
-        "xmp:ModifyDate": stamp,
-        "xmp:MetadataDate": stamp,
+        "xmp:ModifyDate": when,
+        "xmp:MetadataDate": when,
         "Iptc4xmpExt:DigitalSourceType": DIGITAL_SOURCE_TYPE,
         "clnsod:SkyReplaced": "True",
         "clnsod:Sky": sky,
-        "clnsod:ReplacedAt": stamp,
+        "clnsod:ReplacedAt": when,
     }
     if label:
         fields["clnsod:Label"] = label

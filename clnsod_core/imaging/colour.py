@@ -96,19 +96,17 @@ def gray_or_cmyk_to_srgb(pixels: np.ndarray, icc: bytes, kind: str) -> np.ndarra
     """A gray ((H, W) uint8/uint16) or CMYK ((H, W, 4) uint8) photo converted to sRGB RGB through its
     own embedded profile; ``kind`` is the profile's 'GRAY' or 'CMYK'."""
     if pixels.dtype == np.uint16 and FLOAT_CMS:
-        try:
-            return imagecodecs.cms_transform(np.ascontiguousarray(pixels), icc, SRGB_ICC,
-                                             colorspace=kind.lower(), outcolorspace="rgb")
-        except Exception as exc:
-            raise ColourError(f"colour conversion failed ({exc})") from None
+        return _cms(pixels, icc, SRGB_ICC, colorspace=kind.lower())
     mode = {"GRAY": "L", "CMYK": "CMYK"}[kind]
     image = ImageCms.applyTransform(Image.fromarray(as_u8(pixels), mode), _transform(icc, SRGB_ICC, mode, "RGB"))
     return np.asarray(image)
 
 
-def _cms(pixels: np.ndarray, src: bytes, dst: bytes) -> np.ndarray:
+def _cms(pixels: np.ndarray, src: bytes, dst: bytes, colorspace: str = "rgb") -> np.ndarray:
+    """LittleCMS through imagecodecs (16 bits): ``colorspace`` pixels (rgb, gray, cmyk) to RGB."""
     try:
-        return imagecodecs.cms_transform(np.ascontiguousarray(pixels), src, dst, colorspace="rgb", outcolorspace="rgb")
+        return imagecodecs.cms_transform(np.ascontiguousarray(pixels), src, dst, colorspace=colorspace,
+                                         outcolorspace="rgb")
     except Exception as exc:  # imagecodecs raises its own CmsError and ValueErrors
         raise ColourError(f"colour conversion failed ({exc})") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -54,11 +55,14 @@ def read_deep(path: Path, fmt: str) -> np.ndarray:
         pixels = imagecodecs.png_decode(path.read_bytes())
     else:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            pixels = page.asarray()
-            if pixels.ndim == 3 and page.planarconfig == 2:  # separate planes -> samples last
-                pixels = np.moveaxis(pixels, 0, -1)
+            pixels = _page_pixels(tif.pages[0])
     return _as_u16(pixels, path)
+
+
+def _page_pixels(page: tifffile.TiffPage) -> np.ndarray:
+    """A TIFF page's samples, last axis = channels (separate planes are moved there)."""
+    pixels = page.asarray()
+    return np.moveaxis(pixels, 0, -1) if pixels.ndim == 3 and page.planarconfig == 2 else pixels
 
 
 def is_tiff(path: Path) -> bool:
@@ -69,19 +73,15 @@ def is_tiff(path: Path) -> bool:
         return False
 
 
-def read_tiff_without_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, bytes | None, int]:
-    """A TIFF Pillow cannot open (float or 32-bit samples): (uint16 pixels, ICC profile, orientation)."""
+def read_tiff_without_pillow(path: Path, check_size: Callable[[int, int], None]) -> tuple[np.ndarray, bytes | None, int]:
+    """A TIFF Pillow cannot open (float or 32-bit samples): (uint16 pixels, ICC profile, orientation);
+    ``check_size(width, height)`` runs on the header, before the samples are decoded."""
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        if page.imagewidth * page.imagelength > max_pixels:
-            raise DeepError(f"image too large ({page.imagewidth}x{page.imagelength} = "
-                            f"{page.imagewidth * page.imagelength / 1e6:.0f} MP; limit {max_pixels / 1e6:.0f} MP)")
+        check_size(page.imagewidth, page.imagelength)
         icc = page.tags.get(34675)
         orientation = page.tags.get(274)
-        pixels = page.asarray()
-        if pixels.ndim == 3 and page.planarconfig == 2:
-            pixels = np.moveaxis(pixels, 0, -1)
-        return (_as_u16(pixels, path), bytes(icc.value) if icc is not None else None,
+        return (_as_u16(_page_pixels(page), path), bytes(icc.value) if icc is not None else None,
                 int(orientation.value) if orientation is not None else 1)
 
 

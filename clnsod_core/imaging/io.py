@@ -118,19 +118,30 @@ def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return pixels if turn is None else np.ascontiguousarray(turn(pixels))
 
 
+def _deep_rgb(pixels: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
+    """uint16 gray or RGB samples -> RGB and the profile its values are in (None = sRGB), as
+    ``_rgb_and_profile`` does for Pillow's 8-bit images."""
+    converted = _profiled_to_rgb(pixels, icc)
+    if converted is not None:
+        return converted
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2), None
+    return pixels, (icc if icc is not None and _rgb_profile(icc) else None)
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse a photo above ``max_pixels`` from its header, before any decoding."""
+    if width * height > max_pixels:
+        raise PhotoError(path, f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP; "
+                               f"limit {max_pixels / 1e6:.0f} MP)")
+
+
 def _load_deep(path: Path, im: Image.Image) -> tuple[np.ndarray, PhotoMeta]:
     """A 16-bit PNG/TIFF (Pillow has read only its header) -> (H, W, 3) uint16 and its meta."""
     icc = im.info.get("icc_profile")
     orientation = im.getexif().get(0x0112, 1)
     meta = _meta(im, icc, im.format)
-    pixels = _upright(deep.read_deep(path, im.format), orientation)
-    converted = _profiled_to_rgb(pixels, icc)
-    if converted is not None:
-        pixels, icc = converted
-    elif pixels.ndim == 2:
-        pixels, icc = np.repeat(pixels[:, :, None], 3, axis=2), None
-    elif icc is not None and not _rgb_profile(icc):
-        icc = None
+    pixels, icc = _deep_rgb(_upright(deep.read_deep(path, im.format), orientation), icc)
     return pixels, PhotoMeta(meta.exif, icc, meta.source_format)
 
 
@@ -138,10 +149,7 @@ def _load_raw(path: Path, max_pixels: int) -> tuple[np.ndarray, PhotoMeta]:
     if not raw.AVAILABLE:
         raise PhotoError(path, f"reading camera RAW ({path.suffix.lower()}) needs {raw.INSTALL}")
     try:
-        width, height = raw.raw_size(path)
-        if width * height > max_pixels:
-            raise PhotoError(path, f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP; "
-                                   f"limit {max_pixels / 1e6:.0f} MP)")
+        _check_size(path, *raw.raw_size(path), max_pixels)
         return raw.develop(path), PhotoMeta(None, None, "RAW")
     except raw.RawError as exc:
         raise PhotoError(path, str(exc)) from None
@@ -201,11 +209,7 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
             # either decode anyway or reject with a clear error: neither needs a Python warning.
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                pixels = im.width * im.height
-                if pixels > max_pixels:
-                    raise PhotoError(
-                        path, f"image too large ({im.width}x{im.height} = {pixels / 1e6:.0f} MP; limit {max_pixels / 1e6:.0f} MP)"
-                    )
+                _check_size(path, im.width, im.height, max_pixels)
                 if deep.is_deep(im):
                     if deep.AVAILABLE:
                         return _load_deep(path, im)
@@ -229,15 +233,15 @@ def load_photo_with_meta(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS)
             if not deep.AVAILABLE:
                 raise PhotoError(path, f"reading this TIFF (float or 32-bit samples) needs {deep.INSTALL}") from None
             try:
-                pixels, icc, orientation = deep.read_tiff_without_pillow(path, max_pixels)
+                pixels, icc, orientation = deep.read_tiff_without_pillow(
+                    path, lambda width, height: _check_size(path, width, height, max_pixels))
+            except PhotoError:
+                raise
             except deep.DeepError as exc:
-                raise PhotoError(path, str(exc)) from None
+                raise PhotoError(path, str(exc).removeprefix(f"{path}: ")) from None
             except Exception as exc:  # tifffile's own errors: the file is not a usable TIFF
                 raise PhotoError(path, f"corrupt or unsupported TIFF ({str(exc) or type(exc).__name__})") from None
-            pixels = _upright(pixels, orientation)
-            icc = icc if icc is not None and _rgb_profile(icc) else None
-            if pixels.ndim == 2:
-                pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+            pixels, icc = _deep_rgb(_upright(pixels, orientation), icc)
             return pixels, PhotoMeta(None, icc, "TIFF")
         optional = sniff(path)
         if optional is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
+from clnsod_core.arrays import as_u8
 from clnsod_core.compositing.disclosure import (
     check_label,
     disclosure_xmp,
@@ -116,9 +117,9 @@ def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummar
     ``report`` receives failure lines and ``notice`` no-sky lines (both on stderr unless a caller,
     such as a distributed worker, collects them)."""
     def compute(items: list[Decoded]) -> list[tuple[np.ndarray, bool]]:
-        probs = replacer.masker.predict_working_size([item.image for item in items],
-                                                     [ColourSpace(item.meta.icc_profile) for item in items])
-        return [sky_matte(item.image, prob, options) for item, prob in zip(items, probs, strict=True)]
+        guides = [as_u8(item.image) for item in items]  # one 8-bit copy of a 16-bit photo for network and matte
+        probs = replacer.masker.predict_working_size(guides, [ColourSpace(item.meta.icc_profile) for item in items])
+        return [sky_matte(guide, prob, options) for guide, prob in zip(guides, probs, strict=True)]
 
     def write(item: Decoded, result: tuple[np.ndarray, bool]) -> None:
         matte, sky_found = result
