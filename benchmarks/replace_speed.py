@@ -40,10 +40,10 @@ def vm_hwm_mib() -> float:
 
 
 def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
-    from clnsod_core.compositing.compose import composite, lowest_sky_line, place_sky
+    from clnsod_core.compositing.compose import composite, lowest_sky_line, place_sky, sky_region_height
     from clnsod_core.imaging.io import load_photo_with_meta, save_image
     from clnsod_core.masking.matte import refine_matte
-    from clnsod_core.replace import PRESET_RENDER_SIDE, ReplaceOptions
+    from clnsod_core.replace import ReplaceOptions
     from clnsod_core.compositing.skies import render_preset_float
 
     opts = ReplaceOptions()
@@ -60,9 +60,7 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     t0 = time.perf_counter()
     h, w = matte.shape
     bottom = lowest_sky_line(matte)
-    region = max(bottom, h // 4, 1)
-    scale = min(1.0, PRESET_RENDER_SIDE / max(w, region))
-    sky_img = render_preset_float(sky, max(8, round(w * scale)), max(8, round(region * scale)), 0)
+    sky_img = render_preset_float(sky, w, sky_region_height(h, bottom), 0)
     placed = place_sky(sky_img, h, w, bottom, opts.placement)
     t["sky"] = time.perf_counter() - t0
     t0 = time.perf_counter()

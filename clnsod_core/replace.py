@@ -20,6 +20,7 @@ from clnsod_core.compositing.compose import (
     composite,
     lowest_sky_line,
     place_sky,
+    sky_region_height,
 )
 from clnsod_core.compositing.layers import lighting_layer
 from clnsod_core.compositing.skies import PRESETS, render_preset_float
@@ -28,9 +29,6 @@ from clnsod_core.imaging.io import PhotoError, load_photo_with_meta
 from clnsod_core.masking.inference import SkyMasker
 from clnsod_core.masking.matte import MatteOptions, sky_matte
 from clnsod_core.options import option, part_values
-
-PRESET_RENDER_SIDE = 1280  # presets are smooth: render small, let placement scale them up
-
 
 @dataclass(frozen=True)
 class ReplaceOptions:
@@ -152,9 +150,8 @@ class SkyReplacer:
         h, w = matte.shape
         bottom = lowest_sky_line(matte)
         if isinstance(sky, str):
-            region_h = max(bottom, h // 4, 1)
-            scale = min(1.0, PRESET_RENDER_SIDE / max(w, region_h))
-            rendered = render_preset_float(sky, max(8, round(w * scale)), max(8, round(region_h * scale)), options.seed)
+            # At the photo's own resolution: crisp at 100 %, and placement need not resample it.
+            rendered = render_preset_float(sky, w, sky_region_height(h, bottom), options.seed)
             sky_pixels = convert(rendered, SRGB, space)
         elif isinstance(sky, SkyImage):
             sky_pixels = self._sky_in(sky, space)

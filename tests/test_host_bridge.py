@@ -123,10 +123,9 @@ def test_deep_display_p3_image_gets_layers_at_its_depth_and_in_its_space(photo: 
                                                                          pixel_format: str) -> None:
     """A 16-bit or float image in Display P3 (as Krita and GIMP hold them): the layers come back in that
     depth and space, and stacked they equal the core's own replacement of that image."""
-    from clnsod_core.compositing.compose import lowest_sky_line, place_sky
+    from clnsod_core.compositing.compose import lowest_sky_line, place_sky, sky_region_height
     from clnsod_core.compositing.skies import render_preset_float
     from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
-    from clnsod_core.replace import PRESET_RENDER_SIDE
 
     p3 = (ICC / "DisplayP3-v4.icc").read_bytes()
     space = ColourSpace(p3)
@@ -160,9 +159,7 @@ def test_deep_display_p3_image_gets_layers_at_its_depth_and_in_its_space(photo: 
     # The sky layer is the sRGB preset converted into Display P3 (rendered and placed as the core
     # does for this matte), not the sRGB numbers pasted in.
     bottom = lowest_sky_line(expected.matte)
-    region_h = max(bottom, h // 4)
-    scale = min(1.0, PRESET_RENDER_SIDE / max(w, region_h))
-    preset = render_preset_float("sunset", max(8, round(w * scale)), max(8, round(region_h * scale)), 0)
+    preset = render_preset_float("sunset", w, sky_region_height(h, bottom), 0)
     sky_srgb = place_sky(preset, h, w, bottom, SkyPlacement())
     region = matte == 255
     assert np.abs(sky[..., :3] - convert(sky_srgb, SRGB, space))[region].mean() < 1 / 255

@@ -66,6 +66,11 @@ def lowest_sky_line(matte: np.ndarray, threshold: float = 0.5) -> int:
     return min(h, (int(sky_rows[-1]) + 1) * step)
 
 
+def sky_region_height(height: int, sky_bottom: int) -> int:
+    """Rows the new sky must cover: down to the lowest sky pixel, and at least a quarter of the photo."""
+    return max(sky_bottom, height // 4, 1)
+
+
 def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
     """The sky image (uint8, uint16 or float32 in [0, 1]) scaled to cover the region above ``sky_bottom``
     (and the full width),
@@ -73,7 +78,7 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
     placement.validate()
     sh, sw = sky.shape[:2]
     scale = np.float32(unit_scale(sky.dtype))
-    region_h = max(sky_bottom, height // 4, 1)
+    region_h = sky_region_height(height, sky_bottom)
     cover = max(width / sw, region_h / sh) * placement.scale
     out_w, out_h = sw * cover, sh * cover
     # Output pixel (x, y) samples sky pixel ((x - left) / cover, (y - top) / cover).
