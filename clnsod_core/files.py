@@ -24,6 +24,11 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def usual_permissions(directory: bool = False) -> int:
+    """0666 (files) or 0777 (folders) minus the umask: what the user's own tools would create."""
+    return (0o777 if directory else 0o666) & ~_UMASK
+
+
 _PART = re.compile(r"\.clnsod-(\d+)-[^/]*\.part$")
 
 
@@ -41,7 +46,7 @@ def write_atomic(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
             writer(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, usual_permissions())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -82,7 +82,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIONS: tuple[Option, ...] = (
     Option("mode", "choice", "replace", "job", "Result", "replace: new sky, sky mask and foreground lighting; "
            "mask: only the sky mask.", choices=("replace", "mask"), surfaces=(BRIDGE, DIALOG)),
-    Option("sky", "text", "sunset", "sky", "Sky", "New sky: an image file or a preset name.",
+    Option("sky", "text", "sunset", "sky", "Sky", "New sky: a preset, a sky of your library (clnsod skies list) or an image file.",
            cli_default=None),  # the CLI needs an explicit --sky; `batch` without one writes masks
     Option("edge_shift", "float", 0.0, "edge", "Edge shift (px)", "Grow (+) or shrink (-) the sky by this many pixels.",
            -500, 500, step=1, decimals=1, field=("matte", "edge_shift")),

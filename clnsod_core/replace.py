@@ -23,6 +23,7 @@ from clnsod_core.compositing.compose import (
     sky_region_height,
 )
 from clnsod_core.compositing.layers import lighting_layer
+from clnsod_core.compositing.library import SkyLibrary
 from clnsod_core.compositing.skies import PRESETS, render_preset_float
 from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
 from clnsod_core.imaging.io import PhotoError, load_photo_with_meta
@@ -101,11 +102,15 @@ class SkyImage:
     space: ColourSpace = SRGB
 
 
-def load_sky(spec: str | Path, max_pixels: int) -> SkyImage | str:
-    """A preset name (returned as is) or the decoded sky image; PhotoError names the sky file."""
+def load_sky(spec: str | Path, max_pixels: int, library: SkyLibrary | None = None) -> SkyImage | str:
+    """A preset name (returned as is), else a sky of the user's library by name, else the decoded sky
+    image file; PhotoError names the sky file."""
     text = str(spec)
     if text in PRESETS:
         return text
+    user_sky = (library or SkyLibrary()).get(text)
+    if user_sky is not None:
+        spec = user_sky.image
     try:
         pixels, meta = load_photo_with_meta(spec, max_pixels)
     except PhotoError as exc:

@@ -73,11 +73,15 @@ REGISTRY: dict[str, WeightsEntry] = {
 DEFAULT_WEIGHTS = "clnsod-lite0-320-v2"
 
 
-def cache_dir() -> Path:
-    """``$CLNSOD_CACHE_DIR`` or the platform's user cache folder, plus ``weights/``."""
+def user_cache_root() -> Path:
+    """``$CLNSOD_CACHE_DIR`` or the platform's user cache folder (weights, sky thumbnails)."""
     override = os.environ.get(CACHE_ENV)
-    base = Path(override) if override else Path(platformdirs.user_cache_dir("clnsod"))
-    return base / "weights"
+    return Path(override) if override else Path(platformdirs.user_cache_dir("clnsod"))
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights go: ``user_cache_root()/weights``."""
+    return user_cache_root() / "weights"
 
 
 def get_entry(name: str) -> WeightsEntry:

@@ -84,7 +84,7 @@ def batch_command(in_dir: Path | str, out_dir: Path | str, output_kind: str | No
     """Process every photo under IN_DIR (recursively) into OUT."""
     kind = output_kind or ("composite" if flags["sky"] else "mask")
     if kind != "mask" and flags["sky"] is None:
-        raise click.UsageError(f"--output {kind} needs --sky FILE|PRESET")
+        raise click.UsageError(f"--output {kind} needs --sky PRESET|NAME|FILE")
     flags = disclosure_flags(flags)
     check_manifest_path(manifest)
     if kind in ("composite", "both"):

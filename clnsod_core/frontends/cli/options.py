@@ -11,7 +11,7 @@ from clnsod_core.compositing.skies import PRESETS
 from clnsod_core.options import CLI, Option, on
 
 F = TypeVar("F", bound=Callable[..., Any])
-METAVARS = {"sky": "FILE|PRESET", "weights": "NAME|PATH|URL"}
+METAVARS = {"sky": "PRESET|NAME|FILE", "weights": "NAME|PATH|URL"}
 
 
 def click_option(opt: Option) -> Callable[[F], F]:

@@ -27,7 +27,7 @@ from clnsod_core.jobs import JobSummary, plan_jobs
 def replace_command(photo: Path, out_path: Path, **flags: Any) -> None:
     """Replace the sky of PHOTO with --sky and write the composite to OUT."""
     if flags["sky"] is None:
-        raise click.UsageError("--sky FILE|PRESET is required")
+        raise click.UsageError("--sky PRESET|NAME|FILE is required")
     try:
         output_format(out_path)
     except ValueError as exc:
