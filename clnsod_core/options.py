@@ -109,6 +109,13 @@ OPTIONS: tuple[Option, ...] = (
            0, 1, step=0.05, decimals=2, field=("harmonisation", "relight")),
     Option("halo", "float", 0.0, "foreground", "Edge glow", "Soft sky-coloured light on the foreground at the sky line.",
            0, 1, step=0.05, decimals=2, field=("harmonisation", "halo")),
+    Option("reflection", "float", 1.0, "foreground", "Reflection",
+           "The new sky mirrored in calm water that reflected the old one (found automatically; 1 = as strongly "
+           "as the water reflected the old sky, 0 = off). Land is never changed.",
+           0, 1, step=0.05, decimals=2, field=("harmonisation", "reflection")),
+    Option("haze", "float", 0.0, "foreground", "Horizon haze",
+           "Blend distant land near the horizon toward the new sky's horizon colour (0 = off).",
+           0, 1, step=0.05, decimals=2, field=("harmonisation", "haze")),
     Option("seed", "int", 0, "sky", "Preset seed", "Seed for preset skies (each seed gives other clouds).",
            0, 2**31 - 1, surfaces=(CLI, BRIDGE), field=("replace", "seed")),
     Option("quality", "int", 92, "output", "Quality", "JPEG/WebP quality.", 1, 100, surfaces=(CLI,)),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from clnsod_core.arrays import as_u8, from_unit, to_u8
+from clnsod_core.arrays import as_u8, from_unit, to_u8, unit_scale
 from clnsod_core.compositing.compose import (
     Harmonisation,
     SkyPlacement,
@@ -22,14 +22,18 @@ from clnsod_core.compositing.compose import (
     place_sky,
     sky_region_height,
 )
+from clnsod_core.compositing.haze import haze_overlay
 from clnsod_core.compositing.layers import lighting_layer
 from clnsod_core.compositing.library import SkyLibrary
+from clnsod_core.compositing.overlay import blend_layers
+from clnsod_core.compositing.reflection import reflection_overlay
 from clnsod_core.compositing.skies import PRESETS, render_preset_float
 from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
 from clnsod_core.imaging.io import PhotoError, load_photo_with_meta
 from clnsod_core.masking.inference import SkyMasker
 from clnsod_core.masking.matte import MatteOptions, sky_matte
 from clnsod_core.options import option, part_values
+
 
 @dataclass(frozen=True)
 class ReplaceOptions:
@@ -58,12 +62,20 @@ class ReplaceOptions:
 class EditorLayers:
     """The non-destructive stack an editor builds above the untouched photo, bottom to top:
     ``sky`` (opaque) with ``matte`` as its layer mask, then ``lighting`` (straight-alpha RGBA, normal
-    blend) which turns "new sky over the photo" into the composite. Also ``batch --output layers``.
+    blend) which turns "new sky over the photo" into the composite, then, when present,
+    ``reflection`` and ``haze`` (straight-alpha RGBA, normal blend). Also ``batch --output layers``.
     Layers have the photo's depth (uint8 or uint16); the matte is 8-bit, as editors' masks are."""
 
     matte: np.ndarray  # (H, W) uint8, 255 = sky
     sky: np.ndarray  # (H, W, 3) the photo's dtype
     lighting: np.ndarray  # (H, W, 4) the photo's dtype, transparent wherever harmonisation changes nothing
+    reflection: np.ndarray | None = None  # (H, W, 4) the photo's dtype; None: no reflecting water
+    haze: np.ndarray | None = None  # (H, W, 4) the photo's dtype; None: no horizon haze asked for
+
+    def overlays(self) -> dict[str, np.ndarray]:
+        """The layers above the lighting that this photo has, bottom to top, by name."""
+        return {name: layer for name, layer in (("reflection", self.reflection), ("haze", self.haze))
+                if layer is not None}
 
     def sky_rgba(self) -> np.ndarray:
         """The new sky with the matte as alpha (for files: one PNG instead of a layer plus its mask)."""
@@ -79,6 +91,16 @@ class ReplaceResult:
     sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky, in the photo's colour space
     foreground: np.ndarray  # (H, W, 3) the photo's dtype, the photo after recolour/relight/halo
     sky_found: bool = True  # False: no sky in the photo; composite and foreground are the photo itself
+    reflection: np.ndarray | None = None  # (H, W, 4) RGBA layer of the photo's dtype over the water, or None
+    haze: np.ndarray | None = None  # (H, W, 4) RGBA layer of the photo's dtype near the horizon, or None
+    below_overlays: np.ndarray | None = None  # the composite before reflection and haze (None: none of them)
+
+    @property
+    def reflection_matte(self) -> np.ndarray:
+        """(H, W) float32 in [0, 1]: how much of each pixel is the new sky's reflection (0 without water)."""
+        if self.reflection is None:
+            return np.zeros(self.matte.shape, np.float32)
+        return self.reflection[..., 3].astype(np.float32) / np.float32(unit_scale(self.reflection.dtype))
 
     @classmethod
     def without_sky(cls, photo: np.ndarray) -> ReplaceResult:
@@ -91,7 +113,8 @@ class ReplaceResult:
         """The layer stack at the photo's depth: it equals ``composite`` to rounding at that depth."""
         matte = to_u8(self.matte)
         sky = from_unit(self.sky, self.photo.dtype)
-        return EditorLayers(matte, sky, lighting_layer(self.photo, sky, matte, self.composite))
+        below = self.composite if self.below_overlays is None else self.below_overlays
+        return EditorLayers(matte, sky, lighting_layer(self.photo, sky, matte, below), self.reflection, self.haze)
 
 
 @dataclass(frozen=True)
@@ -165,7 +188,16 @@ class SkyReplacer:
         placed = place_sky(sky_pixels, h, w, bottom, options.placement)
         report("blending the foreground")
         comp, foreground = composite(photo, matte, placed, options.harmonisation)
-        return ReplaceResult(photo, comp, matte, placed, foreground)
+        report("adding reflections and haze")
+        guide = as_u8(photo)
+        found = {name: overlay.layer(photo.dtype) for name, overlay in (
+            ("reflection", reflection_overlay(guide, matte, placed, options.harmonisation.reflection)),
+            ("haze", haze_overlay(guide, matte, placed, options.harmonisation.haze))) if overlay is not None}
+        if not found:
+            return ReplaceResult(photo, comp, matte, placed, foreground)
+        final = blend_layers(comp, list(found.values()))
+        return ReplaceResult(photo, final, matte, placed, foreground, reflection=found.get("reflection"),
+                             haze=found.get("haze"), below_overlays=comp)
 
     def _sky_in(self, sky: SkyImage, space: ColourSpace) -> np.ndarray:
         """The sky photo's pixels in ``space``; the last conversion is kept (a batch shares one sky)."""

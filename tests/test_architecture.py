@@ -11,7 +11,7 @@ from conftest import REPO
 CORE = REPO / "clnsod_core"
 # Bottom to top: a module may import from its own part or from parts of a lower rank only.
 RANKS = {
-    "options": 0, "arrays": 0, "files": 0,
+    "options": 0, "arrays": 0, "files": 0, "folders": 0,
     "runtime": 1, "network": 1,
     "weights": 2, "imaging": 2,
     "masking": 3,

@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import PHOTOS, REPO
+from PIL import Image
 
 GIMP_TESTS = REPO / "tests" / "gimp"
 sys.path.insert(0, str(REPO / "plugin" / "common"))
@@ -322,3 +321,27 @@ def test_gimp_plugin_dialog_and_undo(chroot: Path, workspace: dict[str, Path]) -
     assert (layer_names(gui["structure"]), gui["structure"]["channels"]) == added
     assert (layer_names(gui["after_undo"]), gui["after_undo"]["channels"]) == (["Background"], [])
     assert (layer_names(gui["after_redo"]), gui["after_redo"]["channels"]) == added
+
+
+def test_gimp_plugin_adds_reflection_and_haze_layers(chroot: Path, workspace: dict[str, Path]) -> None:
+    """A calm lake with haze 0.5: "Reflection" and "Horizon haze" above the lighting, and GIMP's flattened
+    image equals the core's composite (8-bit rounding of each layer's blend)."""
+    from clnsod_core.compositing.compose import Harmonisation
+    from clnsod_core.masking.inference import SkyMasker
+    from clnsod_core.replace import ReplaceOptions, SkyReplacer
+
+    lake = workspace["work"] / "lake.png"
+    with Image.open(PHOTOS / "plasma_summer_1am.jpg") as im:
+        im.convert("RGB").resize((WIDTH, round(WIDTH * im.height / im.width)), Image.Resampling.LANCZOS).save(lake)
+    report, log, _ = run_gimp(chroot, workspace, "realism", {"CLNSOD_E2E_INPUT": str(lake)})
+    run = report["realism"]
+    assert run["call"]["status"] == "success", (run["call"], log[-3000:])
+    expected = ["Horizon haze", "Reflection", "Foreground lighting", "New sky", "Background"]
+    assert layer_names(run["structure"]) == expected and layer_names(run["reloaded_structure"]) == expected
+    assert run["original_unchanged"]
+    photo = np.asarray(Image.open(lake).convert("RGB"))
+    h, w = photo.shape[:2]
+    options = ReplaceOptions(harmonisation=Harmonisation(haze=0.5))
+    composite = SkyReplacer(SkyMasker(device="cpu")).replace(photo, "blue-cumulus", options).composite
+    flat = load_raw(workspace["out"] / "realism", "realism_flat", (h, w, 3)).astype(int)
+    assert np.abs(flat - composite).max() <= 3 and np.abs(flat - composite).mean() < 0.5

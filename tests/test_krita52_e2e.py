@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from test_gimp_e2e import core_binds
-from test_krita_e2e import check_deep_case, check_float_case, check_replace_case, prepare_workspace, run_sessions
+from test_krita_e2e import (
+    check_deep_case,
+    check_float_case,
+    check_realism_case,
+    check_replace_case,
+    prepare_workspace,
+    run_sessions,
+)
 
 BUILD = REPO / "tests" / "gimp" / "build_chroot.sh"
 IN_CHROOT = REPO / "tests" / "gimp" / "gimp_chroot.sh"
@@ -87,3 +94,7 @@ def test_krita52_other_cases(krita_run: dict) -> None:
 def test_krita52_16_bit_display_p3_and_float_documents(krita_run: dict) -> None:
     check_deep_case(krita_run)
     check_float_case(krita_run)
+
+
+def test_krita52_reflection_and_haze_layers(krita_run: dict) -> None:
+    check_realism_case(krita_run)

@@ -29,6 +29,7 @@ from clnsod_core.imaging.deep import encode_png
 
 KRITA_TIMEOUT_S = 200
 PHOTO_WIDTH = 800
+WATER_PHOTO = "plasma_summer_1am.jpg"  # a calm lake mirroring the dawn sky
 GROUP_LAYER = "Sky replacement"
 
 
@@ -60,6 +61,10 @@ def prepare_workspace(base: Path, out_name: str) -> dict:
     with Image.open(PHOTOS / "Storm.jpg") as im:
         im = im.convert("RGB")
         im.resize((PHOTO_WIDTH, im.height * PHOTO_WIDTH // im.width), Image.Resampling.LANCZOS).save(photo)
+    water_photo = out / "lake.png"
+    with Image.open(PHOTOS / WATER_PHOTO) as im:
+        im = im.convert("RGB")
+        im.resize((PHOTO_WIDTH, im.height * PHOTO_WIDTH // im.width), Image.Resampling.LANCZOS).save(water_photo)
     deep_photo = out / "photo-p3-16bit.png"
     deep_photo.write_bytes(encode_png(deep_p3_pixels(photo), DISPLAY_P3.read_bytes(), None))
     for name in ("config", "data", "cache", "runtime", "tmp"):
@@ -68,7 +73,8 @@ def prepare_workspace(base: Path, out_name: str) -> dict:
     env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_DATA_HOME": str(base / "data"),
            "XDG_CACHE_HOME": str(base / "cache"), "XDG_RUNTIME_DIR": str(base / "runtime"),
            "TMPDIR": str(base / "tmp"), "CLNSOD_E2E_OUT": str(out), "CLNSOD_E2E_PHOTO": str(photo),
-           "CLNSOD_E2E_DEEP_PHOTO": str(deep_photo), "CLNSOD_E2E_WATCHDOG": str(KRITA_TIMEOUT_S - 30),
+           "CLNSOD_E2E_DEEP_PHOTO": str(deep_photo), "CLNSOD_E2E_WATER_PHOTO": str(water_photo),
+           "CLNSOD_E2E_WATCHDOG": str(KRITA_TIMEOUT_S - 30),
            "QT_QPA_PLATFORM": "xcb"}
     # The test driver is enabled first; the installer adds its own key to the same [python] section.
     (base / "config" / "kritarc").write_text("[python]\nenable_clnsod_e2e=true\n")
@@ -81,7 +87,8 @@ def prepare_workspace(base: Path, out_name: str) -> dict:
     assert (pykrita / "clnsod_sky" / "options.json").is_file(), "install_plugin.py wrote no option table"
     shutil.copytree(REPO / "tests" / "krita" / "clnsod_e2e", pykrita / "clnsod_e2e")
     shutil.copy2(REPO / "tests" / "krita" / "clnsod_e2e.desktop", pykrita)
-    return {"base": base, "out": out, "photo": photo, "env": env, "plugin": pykrita / "clnsod_sky"}
+    return {"base": base, "out": out, "photo": photo, "water_photo": water_photo, "env": env,
+            "plugin": pykrita / "clnsod_sky"}
 
 
 def run_sessions(workspace: dict, launch: Launcher, sessions: tuple[str, ...] = ("main", "broken-core")) -> dict:
@@ -106,7 +113,8 @@ def run_sessions(workspace: dict, launch: Launcher, sessions: tuple[str, ...] = 
             report_path.rename(out / f"report_{session}.json")
         runs[session] = {"rc": proc.returncode, "report": report, "seconds": round(time.monotonic() - start, 1)}
     (out / "timings.json").write_text(json.dumps({k: v["seconds"] for k, v in runs.items()}))
-    return {"runs": runs, "out": out, "photo": workspace["photo"], "tmp": workspace["base"] / "tmp",
+    return {"runs": runs, "out": out, "photo": workspace["photo"], "water_photo": workspace["water_photo"],
+            "tmp": workspace["base"] / "tmp",
             "python": sys.executable, "plugin": workspace["plugin"]}
 
 
@@ -360,3 +368,35 @@ def test_16_bit_display_p3_document_in_real_krita(krita_run: dict) -> None:
 
 def test_float_linear_document_in_real_krita(krita_run: dict) -> None:
     check_float_case(krita_run)
+
+
+def check_realism_case(krita_run: dict) -> None:
+    """A calm lake with --haze 0.5: the group also holds "Reflection" and "Horizon haze" on top, each
+    equal to the core's layer, and the document exported flat equals the core's composite."""
+    from clnsod_core.compositing.compose import Harmonisation
+    from clnsod_core.masking.inference import SkyMasker
+    from clnsod_core.replace import ReplaceOptions, SkyReplacer
+
+    report = _main(krita_run)
+    case = report["cases"]["realism"]
+    assert "error_text" not in case, case.get("error_text")
+    original = case["before_tree"][0]
+    overlays = [["Horizon haze", "paintlayer", []], ["Reflection", "paintlayer", []]]
+    assert case["after_tree"] == [[GROUP_LAYER, "grouplayer", overlays + RESULT_LAYERS], original]
+    assert case["original_untouched"]
+    photo = np.asarray(Image.open(krita_run["water_photo"]).convert("RGB"))
+    h, w = photo.shape[:2]
+    options = ReplaceOptions(harmonisation=Harmonisation(recolour=0.0, relight=0.0, haze=0.5))  # the driver's
+    result = SkyReplacer(SkyMasker(device="cpu")).replace(photo, "blue-cumulus", options)
+    layers = result.editor_layers()
+    out = krita_run["out"]
+    for key, layer in (("reflection", layers.reflection), ("haze", layers.haze)):
+        got = np.frombuffer((out / f"realism_{key}.bgra").read_bytes(), np.uint8).reshape(h, w, 4)[..., [2, 1, 0, 3]]
+        visible = layer[..., 3] > 0
+        assert np.array_equal(got[..., 3], layer[..., 3]) and np.array_equal(got[visible], layer[visible]), key
+    flat = np.asarray(Image.open(out / "realism.png").convert("RGB")).astype(int)
+    assert np.abs(flat - result.composite).max() <= 3
+
+
+def test_reflection_and_haze_layers_in_real_krita(krita_run: dict) -> None:
+    check_realism_case(krita_run)

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO
 
@@ -63,7 +64,7 @@ def test_dialog_widgets_come_from_the_core_table(plugin) -> None:
     assert set(values.numbers) == {n.key for n in table.numbers} >= {"edge_shift", "sky_scale", "halo"}
     assert set(values.switches) == {"sky_flip"}
     assert {n.group for n in table.numbers} == {"edge", "sky", "foreground"}  # the dialog's three boxes
-    assert options.sky_choices(table)[:-1] == list(table.presets) and "cuda" in table.devices
+    assert [sky.name for sky in options.sky_choices(table)] == list(table.presets) and "cuda" in table.devices
     assert table.digest and len(table.digest) == 64
 
 
@@ -97,7 +98,7 @@ def test_unusable_dialog_values_are_refused_readably(plugin, tmp_path: Path) -> 
     with pytest.raises(error, match="not found"):
         options.build_options(_values(options, table, sky_choice=options.SKY_FILE_CHOICE,
                                       sky_file=str(tmp_path / "no.jpg")), table)
-    with pytest.raises(error, match="unknown sky preset"):
+    with pytest.raises(error, match="unknown sky: purple-rain"):
         options.build_options(_values(options, table, sky_choice="purple-rain"), table)
     with pytest.raises(error, match="Sky scale must be between 1 and 10, got 0.5"):
         options.build_options(_values(options, table, numbers={"sky_scale": 0.5}), table)
@@ -158,3 +159,32 @@ def test_gray_layer_bytes_and_coverage(plugin) -> None:
         assert values == pytest.approx([128 / 255] * 3 + [1.0] + [1.0] * 4, abs=1e-3)
     assert pixels.matte_coverage(bytes([255, 255, 0, 0])) == 0.5
     assert pixels.matte_coverage(b"") == 0.0
+
+
+def test_skies_of_the_users_library_in_the_dialog(plugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real core lists presets and a sky of the user's library, with thumbnails; picking the user's
+    sky sends its image file, and a request with that file shows as that sky again."""
+    from conftest import PHOTOS
+
+    from clnsod_core.compositing.library import SkyLibrary
+
+    _, options, _, table = plugin
+    monkeypatch.setenv("CLNSOD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLNSOD_CACHE_DIR", str(tmp_path / "cache"))
+    matte = lambda photo, _space: (np.arange(photo.shape[0])[:, None] < photo.shape[0] * 0.6) * np.ones(photo.shape[:2])  # noqa: E731
+    library = SkyLibrary()
+    library.add(PHOTOS / "Storm.jpg", "my-storm", matte)
+    skies, why = options.bridge_client.list_skies(sys.executable, table)
+    assert why == ""
+    assert [sky.name for sky in skies] == [*table.presets, "my-storm"]
+    assert all(sky.thumbnail and Path(sky.thumbnail).is_file() for sky in skies)
+    mine = skies[-1]
+    assert mine.kind == "user" and mine.label == "My storm (your sky)" and mine.request_sky == str(library.get("my-storm").image)
+    built = options.build_options(_values(options, table, sky_choice="my-storm"), table, skies)
+    assert built["sky"] == mine.image
+    assert options.dialog_values_from(built, table, skies).sky_choice == "my-storm"
+    assert options.dialog_values_from(built, table).sky_choice == options.SKY_FILE_CHOICE  # unlisted: a file
+    with pytest.raises(options.bridge_client.BridgeError, match="unknown sky"):
+        options.build_options(_values(options, table, sky_choice="my-storm"), table)  # not listed
+    presets, broken = options.bridge_client.list_skies("/nonexistent/python", table)
+    assert [sky.name for sky in presets] == list(table.presets) and "cannot list skies" in broken

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from clnsod_core import __version__
 from clnsod_core.compositing.library import THUMB_WIDTH, SkyLibrary
-from clnsod_core.compositing.skies import PRESETS, render_preset
+from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
+from clnsod_core.folders import user_cache_root
 from clnsod_core.imaging.io import save_image
-from clnsod_core.weights.registry import user_cache_root
 
 THUMB_HEIGHT = 180  # presets' thumbnails: 16:9 at THUMB_WIDTH
 
@@ -35,14 +35,18 @@ def preset_thumbnail(name: str) -> Path:
     """A preset's thumbnail (seed 0), rendered once per version into the user cache."""
     path = user_cache_root() / "thumbnails" / __version__ / f"{name}.jpg"
     if not path.is_file():
+        from clnsod_core.compositing.skies import (
+            render_preset,  # torch: only when a thumbnail is missing
+        )
+
         save_image(render_preset(name, THUMB_WIDTH, THUMB_HEIGHT, 0), path, quality=88)
     return path
 
 
 def sky_catalogue(library: SkyLibrary | None = None, thumbnails: bool = False) -> list[SkyEntry]:
     """Presets first (in their order), then the user's skies (by name)."""
-    entries = [SkyEntry(p.name, "preset", p.description, None, None, preset_thumbnail(p.name) if thumbnails else None,
-                        None) for p in PRESETS.values()]
+    entries = [SkyEntry(name, "preset", text, None, None, preset_thumbnail(name) if thumbnails else None, None)
+               for name, text in PRESET_DESCRIPTIONS.items()]
     for sky in (library or SkyLibrary()).list():
         entries.append(SkyEntry(sky.name, "user", f"from {sky.source}", sky.width, sky.height,
                                 sky.thumbnail if thumbnails else None, sky.image))

@@ -47,6 +47,8 @@ class Harmonisation:
     recolour: float = _HARMONISATION["recolour"]  # pull the foreground's colour cast toward the new sky's
     relight: float = _HARMONISATION["relight"]  # match the foreground's brightness to the new sky's
     halo: float = _HARMONISATION["halo"]  # soft glow of sky colour over the foreground at the sky line
+    reflection: float = _HARMONISATION["reflection"]  # the new sky mirrored in water that reflected the old
+    haze: float = _HARMONISATION["haze"]  # distant land near the horizon toward the new sky's horizon colour
     halo_width: float = 0.02  # fraction of the photo's long side (not offered to users)
 
     def validate(self) -> None:

@@ -4,8 +4,7 @@ Each sky lives in its own folder under ``<data dir>/skies/NAME/``: ``sky.png`` (
 foreground cropped away, at the photo's depth and with its ICC profile), ``thumb.jpg`` (sRGB, for
 the editors' galleries) and ``sky.json`` (where it came from, its size, the crop and the horizon).
 A sky is built in a hidden folder next to the others and renamed into place, so an interrupted or
-failed import never leaves half a sky behind. The data dir is the platform's user data folder
-(platformdirs), or ``$CLNSOD_DATA_DIR``.
+failed import never leaves half a sky behind. The data dir is ``folders.user_data_root()``.
 """
 
 from __future__ import annotations
@@ -23,17 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from clnsod_core.arrays import as_u8
 from clnsod_core.files import usual_permissions
+from clnsod_core.folders import user_data_root
 from clnsod_core.imaging.colour import ColourSpace, to_srgb_u8
-from clnsod_core.imaging.io import PhotoError, PhotoMeta, load_photo_with_meta, save_image
+from clnsod_core.imaging.io import (
+    PhotoError,
+    PhotoMeta,
+    load_photo_with_meta,
+    save_image,
+)
 
-DATA_ENV = "CLNSOD_DATA_DIR"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # no dots or slashes: never mistaken for a file
 MIN_SHORT_SIDE = 1200  # below this a sky looks soft on a large photo
 MIN_SKY_ROWS = 200  # a usable sky is at least this tall and a fifth of the photo's width...
@@ -43,12 +44,6 @@ RECTANGLE_GRID = 1024
 IMAGE, THUMB, RECORD = "sky.png", "thumb.jpg", "sky.json"
 
 Matte = Callable[[np.ndarray, ColourSpace], np.ndarray]  # photo, its space -> (H, W) float sky matte
-
-
-def data_dir() -> Path:
-    """``$CLNSOD_DATA_DIR`` or the platform's user data folder for clnsod."""
-    override = os.environ.get(DATA_ENV)
-    return Path(override) if override else Path(platformdirs.user_data_dir("clnsod"))
 
 
 def name_from_file(path: Path) -> str:
@@ -95,6 +90,9 @@ def sky_rectangle(matte: np.ndarray) -> tuple[int, int, int, int] | None:
     largest one under that skyline (the classic largest-rectangle-in-a-histogram). Birds, wires and
     other specks smaller than 1 % of the short side do not count as foreground.
     """
+    import torch  # here, not at the top: listing the library for a dialog must not wait for torch
+    import torch.nn.functional as F
+
     full_h, full_w = matte.shape
     cell = max(1, -(-max(full_h, full_w) // RECTANGLE_GRID))  # found on a grid of at most 1024 cells a side
     foreground = torch.from_numpy((matte < 0.5).astype(np.float32))[None, None]
@@ -122,7 +120,7 @@ def sky_rectangle(matte: np.ndarray) -> tuple[int, int, int, int] | None:
 
 class SkyLibrary:
     def __init__(self, root: Path | None = None) -> None:
-        self.folder = (root or data_dir()) / "skies"
+        self.folder = (root or user_data_root()) / "skies"
 
     def list(self) -> list[UserSky]:
         """Every complete sky, by name; folders that are not (or no longer) skies are ignored."""

@@ -8,6 +8,7 @@ place where it can: at 12 MP, plain numpy temporaries cost more than the noise i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from clnsod_core.arrays import to_u8
 from clnsod_core.compositing.noise import fbm
+from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
 
 Rgb = tuple[float, float, float]
 Stops = Sequence[tuple[float, Rgb]]
@@ -31,7 +33,7 @@ def _colour(rgb: Rgb) -> torch.Tensor:
 def _ramp(t: torch.Tensor, stops: Stops) -> torch.Tensor:
     """Piecewise-linear colour ramp: t (..., 1) in [0, 1] -> (..., 3)."""
     out = _colour(stops[0][1]) + torch.zeros_like(t)
-    for (p0, c0), (p1, c1) in zip(stops, stops[1:]):
+    for (p0, c0), (p1, c1) in itertools.pairwise(stops):
         weight = ((t - p0) / max(p1 - p0, 1e-6)).clamp_(0, 1)
         out = out + weight * (_colour(c1) - _colour(c0))
     return out
@@ -211,22 +213,13 @@ class Preset:
     render: Render
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("clear-blue", "deep blue zenith fading to a pale horizon, a few wisps", _clear_blue),
-        Preset("blue-cumulus", "blue sky with sunlit fair-weather cumulus, shaded bases", _blue_cumulus),
-        Preset("cirrus", "blue sky with high, streaky ice clouds", _cirrus),
-        Preset("golden-hour", "warm low sun, gold-lit scattered clouds", _golden_hour),
-        Preset("sunset", "orange-to-violet gradient, sun disc and glow, backlit clouds", _sunset),
-        Preset("misty-dawn", "soft peach-and-lavender dawn with thin mist bands", _misty_dawn),
-        Preset("dramatic-clouds", "dark, heavy, high-contrast clouds", _dramatic),
-        Preset("stormy", "near-black storm deck with ragged low scud, light at the horizon", _stormy),
-        Preset("overcast", "even grey cloud cover", _overcast),
-        Preset("blue-hour", "deep blue twilight after sunset, first stars, dark cloud streaks", _blue_hour),
-        Preset("night-stars", "dark navy night with stars and a faint milky band", _night),
-    )
+_RENDERS: dict[str, Render] = {
+    "clear-blue": _clear_blue, "blue-cumulus": _blue_cumulus, "cirrus": _cirrus, "golden-hour": _golden_hour,
+    "sunset": _sunset, "misty-dawn": _misty_dawn, "dramatic-clouds": _dramatic, "stormy": _stormy,
+    "overcast": _overcast, "blue-hour": _blue_hour, "night-stars": _night,
 }
+assert list(_RENDERS) == list(PRESET_DESCRIPTIONS), "every preset has a renderer and a description"
+PRESETS: dict[str, Preset] = {name: Preset(name, text, _RENDERS[name]) for name, text in PRESET_DESCRIPTIONS.items()}
 
 
 def render_preset(name: str, width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -8,6 +8,8 @@ request can never make the core write anywhere else.
 ``python -m clnsod_core.frontends.bridge --print-options`` prints the option table of
 ``options.py`` (and the sky presets) as JSON: ``install_plugin.py`` stores it next to each plugin,
 which builds its dialog, defaults and checks from it and sends its digest with every request.
+``--list-skies`` prints every sky the dialogs can offer now (presets and the user's own library)
+with thumbnail files; the dialogs ask for it each time they open.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ PIXEL_FORMATS = {
     "RGBA16": PixelFormat((0, 1, 2), "<u2"), "BGRA16": PixelFormat((2, 1, 0), "<u2"),
     "RGBAF16": PixelFormat((0, 1, 2), "<f2"), "RGBAF32": PixelFormat((0, 1, 2), "<f4"),
 }
-OUTPUT_NAMES = {"matte": "matte.raw", "sky": "sky.raw", "lighting": "lighting.raw"}
+OUTPUT_NAMES = {"matte": "matte.raw", "sky": "sky.raw", "lighting": "lighting.raw", "reflection": "reflection.raw",
+                "haze": "haze.raw"}  # reflection and haze only when the photo has them
 PROFILE_NAME = "profile.icc"  # the image's ICC profile, in the job folder when the request says so
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_PROFILE_BYTES = 4 * 1024 * 1024
@@ -239,7 +242,8 @@ def run_job(job_dir: Path) -> dict[str, Any]:
             return NO_SKY_DONE
         return {"done": True, "sky_found": True, "files": {"matte": _write(job_dir, "matte", to_u8(matte).tobytes())}}
 
-    stages = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65}
+    stages = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65,
+              "adding reflections and haze": 0.72}
     result = replacer.replace(photo, sky, options, on_stage=lambda stage: emit(progress=stages[stage], stage=stage),
                               space=space)
     if not result.sky_found:
@@ -252,14 +256,17 @@ def run_job(job_dir: Path) -> dict[str, Any]:
         "sky": _write(job_dir, "sky", encode_pixels(layers.sky, None, request.pixel_format)),
         "lighting": _write(job_dir, "lighting", encode_pixels(lighting[..., :3], lighting[..., 3], request.pixel_format)),
     }
+    for name, layer in layers.overlays().items():  # reflection, haze: only when the photo has them
+        files[name] = _write(job_dir, name, encode_pixels(layer[..., :3], layer[..., 3], request.pixel_format))
     return {"done": True, "sky_found": True, "files": files, "sky_line": lowest_sky_line(result.matte)}
 
 
 def option_table() -> dict[str, Any]:
     """What the plugins build their dialogs from: the bridge's options, the sky presets, the digest."""
-    from clnsod_core.compositing.skies import PRESETS
+    from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
 
-    return {"protocol": PROTOCOL, "options_digest": options_digest(), "options": _OFFERED, "presets": list(PRESETS)}
+    return {"protocol": PROTOCOL, "options_digest": options_digest(), "options": _OFFERED,
+            "presets": list(PRESET_DESCRIPTIONS)}
 
 
 def options_digest() -> str:
@@ -271,8 +278,16 @@ _OFFERED = [o.to_data() for o in on(BRIDGE)]  # the table is fixed for the proce
 _DIGEST = hashlib.sha256(json.dumps(_OFFERED, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def sky_list() -> dict[str, Any]:
+    """Every sky the dialogs can offer now (presets and the user's library), with thumbnail files."""
+    from clnsod_core.compositing.catalogue import sky_catalogue
+
+    return {"protocol": PROTOCOL, "skies": [entry.to_data() for entry in sky_catalogue(thumbnails=True)]}
+
+
 STOP_FLAG = "--stop-on-stdin-eof"
 PRINT_OPTIONS_FLAG = "--print-options"
+LIST_SKIES_FLAG = "--list-skies"
 EXIT_ORPHANED = 3
 
 
@@ -297,10 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     if args == [PRINT_OPTIONS_FLAG]:
         sys.stdout.write(json.dumps(option_table(), indent=1) + "\n")
         return 0
+    if args == [LIST_SKIES_FLAG]:
+        sys.stdout.write(json.dumps(sky_list()) + "\n")
+        return 0
     watch_parent = bool(args) and args[0] == STOP_FLAG
     args = args[1:] if watch_parent else args
     if len(args) != 1:
-        emit(error=f"usage: python -m clnsod_core.frontends.bridge [{STOP_FLAG}] JOB_DIR | {PRINT_OPTIONS_FLAG}")
+        emit(error=f"usage: python -m clnsod_core.frontends.bridge [{STOP_FLAG}] JOB_DIR | {PRINT_OPTIONS_FLAG} | "
+                   f"{LIST_SKIES_FLAG}")
         return 2
     if watch_parent:
         stop_when_parent_goes(sys.stdin.buffer, Path(args[0]))

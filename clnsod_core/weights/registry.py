@@ -7,14 +7,12 @@ time they are used.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import platformdirs
-
+from clnsod_core.folders import user_cache_root
 from clnsod_core.weights.download import (
     DownloadPolicy,
     ProgressCallback,
@@ -23,7 +21,6 @@ from clnsod_core.weights.download import (
 )
 from clnsod_core.weights.format import WeightsError
 
-CACHE_ENV = "CLNSOD_CACHE_DIR"
 RELEASE_BASE = "https://github.com/clnsod/clnsod/releases/download/weights-v1/"
 
 
@@ -71,12 +68,6 @@ REGISTRY: dict[str, WeightsEntry] = {
     # Larger or retrained weights are added here once they are published as release assets.
 }
 DEFAULT_WEIGHTS = "clnsod-lite0-320-v2"
-
-
-def user_cache_root() -> Path:
-    """``$CLNSOD_CACHE_DIR`` or the platform's user cache folder (weights, sky thumbnails)."""
-    override = os.environ.get(CACHE_ENV)
-    return Path(override) if override else Path(platformdirs.user_cache_dir("clnsod"))
 
 
 def cache_dir() -> Path:

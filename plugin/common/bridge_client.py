@@ -33,6 +33,8 @@ REINSTALL_HINT = "Run 'python install_plugin.py krita|gimp' again from the CLN-S
 # Host variables that would make the core's Python load the editor's own libraries.
 _HOST_PYTHON_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "PYTHONNOUSERSITE")
 _KINDS = ("float", "int", "bool", "choice", "text")
+# Optional outputs above the lighting layer (key of the ``done`` event's files, layer name), bottom to top.
+OVERLAY_LAYERS = (("reflection", "Reflection"), ("haze", "Horizon haze"))
 _DIALOG, _BRIDGE = "dialog", "bridge"
 
 
@@ -366,8 +368,77 @@ class Job:
             raise BridgeError(f"the core's {key} has the wrong size ({len(data)} bytes)")
         return data
 
+    def read_overlays(self, files: Mapping[str, str]) -> List[Tuple[str, bytes]]:
+        """(layer name, pixels) of the optional layers above the lighting that the core wrote (listed in
+        the ``done`` event's files), bottom to top: the reflection in water, then the horizon haze."""
+        return [(title, self.read_output(key)) for key, title in OVERLAY_LAYERS if key in files]
+
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SkyChoice:
+    """One sky the dialogs offer: a preset, or a sky of the user's library (``clnsod skies add``)."""
+
+    name: str
+    kind: str  # "preset" or "user"
+    description: str
+    thumbnail: Optional[str] = None  # a small sRGB JPEG, when the core could list them
+    image: Optional[str] = None  # a user sky's image file: what the request sends as its sky
+
+    @property
+    def label(self) -> str:
+        text = self.name.replace("-", " ").replace("_", " ")
+        text = text[:1].upper() + text[1:]
+        return text if self.kind == "preset" else f"{text} (your sky)"
+
+    @property
+    def request_sky(self) -> str:
+        """The request's ``sky``: a preset's name, a user sky's image file (any core reads a file)."""
+        return self.image if self.kind == "user" and self.image else self.name
+
+
+LIST_SKIES_FLAG = "--list-skies"
+LIST_SKIES_TIMEOUT_S = 60.0
+
+
+def preset_choices(table: OptionTable) -> Tuple[SkyChoice, ...]:
+    """The presets alone, without thumbnails: what the dialogs offer when the core cannot list skies."""
+    return tuple(SkyChoice(name, "preset", "") for name in table.presets)
+
+
+def _sky_from_data(row: object) -> Optional[SkyChoice]:
+    if not isinstance(row, dict) or row.get("kind") not in ("preset", "user") or not isinstance(row.get("name"), str):
+        return None
+    texts = {key: row.get(key) if isinstance(row.get(key), str) else None for key in ("thumbnail", "image")}
+    if row["kind"] == "user" and not texts["image"]:
+        return None
+    return SkyChoice(row["name"], row["kind"], str(row.get("description") or ""), texts["thumbnail"], texts["image"])
+
+
+def list_skies(python: str, table: OptionTable) -> Tuple[Tuple[SkyChoice, ...], str]:
+    """Every sky the core offers now (presets, then the user's library) with thumbnails, and "";
+    or the presets alone and why the list could not be had (the dialog must open regardless)."""
+    try:
+        done = subprocess.run([python, "-m", CORE_MODULE, LIST_SKIES_FLAG], capture_output=True, text=True,
+                              encoding="utf-8", errors="replace", env=core_environment(), timeout=LIST_SKIES_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return preset_choices(table), f"cannot list skies: {exc}"
+    for line in reversed(done.stdout.splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        rows = data.get("skies") if isinstance(data, dict) else None
+        if isinstance(rows, list):
+            skies = tuple(sky for sky in map(_sky_from_data, rows) if sky is not None)
+            presets = [sky.name for sky in skies if sky.kind == "preset"]
+            if presets != list(table.presets):  # another core version than options.json describes
+                return preset_choices(table), f"the core's presets differ from the plugin's. {REINSTALL_HINT}"
+            return skies, ""
+    return preset_choices(table), failure_message(done.returncode, done.stderr)
 
 
 def failure_message(exit_code: Optional[int], stderr_tail: str) -> str:

@@ -9,7 +9,7 @@ gimp-console exit non-zero, which the test reports.
 Environment: CLNSOD_E2E_CASE = "run" (three procedure calls: neutral, harmonised with a sky file,
 mask only on a shifted layer), "deep" (a harmonised call on CLNSOD_E2E_DEEP_INPUT, a 16-bit Display
 P3 photo, as loaded and converted to 32-bit float linear; pixels dumped as 16-bit values in the
-image's own colour space), "gui"
+image's own colour space), "realism" (a calm lake with haze: reflection and haze layers), "gui"
 (interactive, in gimp-3.0 under Xvfb, driven by gui_session.sh) or "broken-core" (one call expected
 to fail), CLNSOD_E2E_INPUT (photo), CLNSOD_E2E_SKY (sky image file), CLNSOD_E2E_OUT (output folder).
 """
@@ -205,6 +205,8 @@ def main():
     elif CASE == "deep":
         report["deep"] = run_deep(folder, "deep")
         report["deep_float"] = run_deep(folder, "deep_float", Gimp.Precision.FLOAT_LINEAR)
+    elif CASE == "realism":  # CLNSOD_E2E_INPUT is a calm lake here: Reflection and Horizon haze layers
+        report["realism"] = run_replace(folder, "realism", sky="blue-cumulus", haze=0.5, device="cpu")
     elif CASE == "gui":
         report["gui"] = run_gui(folder)
     elif CASE == "broken-core":

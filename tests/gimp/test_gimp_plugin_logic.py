@@ -85,3 +85,17 @@ def test_crop_plane_takes_rows_and_columns() -> None:
     expected = b"".join(data[(r * width + 1) * 2:(r * width + 4) * 2] for r in (2, 3))
     assert crop == expected
     assert logic.crop_plane(data, width, 2, 0, 1, width, 2) == data[width * 2:width * 2 * 3]
+
+
+def test_the_sky_list_offers_the_users_skies(table: bridge_client.OptionTable, tmp_path: Path) -> None:
+    """A user sky in the list is sent as its image file; one that has left the library is refused."""
+    mine = bridge_client.SkyChoice("my-storm", "user", "from Storm.jpg", str(tmp_path / "thumb.jpg"),
+                                   str(tmp_path / "sky.png"))
+    skies = (*bridge_client.preset_choices(table), mine)
+    sky_spec = next(spec for spec in logic.argument_specs(table, skies) if spec.name == logic.SKY_PRESET_ARG)
+    assert sky_spec.choices[-1] == ("my-storm", "My storm (your sky)") and sky_spec.default in table.presets
+    values = dict(default_values(table), **{logic.SKY_PRESET_ARG: "my-storm"})
+    assert logic.request_options(values, None, table, skies)["sky"] == str(tmp_path / "sky.png")
+    assert logic.thumbnail_of("my-storm", skies) == str(tmp_path / "thumb.jpg")
+    with pytest.raises(bridge_client.BridgeError, match="not in your sky library"):
+        logic.request_options(values, None, table)

@@ -7,6 +7,8 @@ turns the returned matte, sky and lighting into layers. Standard library + gi on
 runs plug-ins with its own Python (3.13 on Debian 13), which has no torch.
 
 Result (replace mode), in one undo group, above the untouched original layer:
+    Horizon haze          (only with haze > 0)
+    Reflection            (only where calm water reflected the old sky)
     Foreground lighting   (straight-alpha layer; transparent where nothing changes)
     New sky               (opaque sky, layer mask = the matte)
     <original layer>      (never modified)
@@ -46,7 +48,9 @@ LIGHTING_LAYER = "Foreground lighting"
 MASK_CHANNEL = "Sky mask"
 MASK_CHANNEL_COLOR = "#3070ff"
 FLAGS = GObject.ParamFlags.READWRITE
+PREVIEW_WIDTH = 240  # the chosen sky's thumbnail in the dialog
 _TABLE: bridge.OptionTable | None = None
+_SKIES: tuple[bridge.SkyChoice, ...] | None = None
 
 
 class PluginError(Exception):
@@ -60,6 +64,18 @@ def option_table() -> bridge.OptionTable:
     if _TABLE is None:
         _TABLE = bridge.load_option_table(PLUGIN_DIR)
     return _TABLE
+
+
+def sky_choices(table: bridge.OptionTable) -> tuple[bridge.SkyChoice, ...]:
+    """Presets and the user's sky library, asked of the core once per plug-in process (GIMP starts
+    one per run, so skies added since show up); the presets alone if the core cannot say."""
+    global _SKIES
+    if _SKIES is None:
+        try:
+            _SKIES, _why = bridge.list_skies(bridge.core_python(PLUGIN_DIR), table)
+        except bridge.BridgeError:
+            _SKIES = bridge.preset_choices(table)
+    return _SKIES
 
 
 class ReplaceSky(Gimp.PlugIn):
@@ -90,7 +106,7 @@ class ReplaceSky(Gimp.PlugIn):
             table = option_table()
         except bridge.BridgeError:
             return procedure  # registered without settings: running it reports the missing table
-        add_arguments(procedure, table)
+        add_arguments(procedure, table, sky_choices(table))
         return procedure
 
     def run(self, procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image,
@@ -114,9 +130,9 @@ def failure(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(f"Replace Sky: {message}"))
 
 
-def add_arguments(procedure: Gimp.Procedure, table: bridge.OptionTable) -> None:
+def add_arguments(procedure: Gimp.Procedure, table: bridge.OptionTable, skies: tuple[bridge.SkyChoice, ...]) -> None:
     """The same settings as the Krita dialog, generated from the core's option table."""
-    for spec in logic.argument_specs(table):
+    for spec in logic.argument_specs(table, skies):
         if spec.kind == "choice":
             choice = Gimp.Choice.new()
             for index, (value, label) in enumerate(spec.choices):
@@ -151,9 +167,34 @@ def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, table: 
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Replace Sky")
     try:
         dialog.fill(argument_names(table))
+        add_sky_preview(dialog, config, sky_choices(table))
         return bool(dialog.run())
     finally:
         dialog.destroy()
+
+
+def add_sky_preview(dialog: object, config: Gimp.ProcedureConfig, skies: tuple[bridge.SkyChoice, ...]) -> None:
+    """The chosen sky's thumbnail above the settings, following the sky list. A missing or broken
+    thumbnail only hides the picture: it never keeps the dialog from working."""
+    gi.require_version("Gtk", "3.0")
+    gi.require_version("GdkPixbuf", "2.0")
+    from gi.repository import GdkPixbuf, Gtk
+
+    picture = Gtk.Image()
+
+    def show(*_args: object) -> None:
+        path = logic.thumbnail_of(str(config.get_property(logic.SKY_PRESET_ARG)), skies)
+        try:
+            picture.set_from_pixbuf(GdkPixbuf.Pixbuf.new_from_file_at_scale(path, PREVIEW_WIDTH, -1, True))
+            picture.show()
+        except (GLib.Error, TypeError):  # no thumbnail (None) or an unreadable one
+            picture.hide()
+
+    box = dialog.get_content_area()
+    box.pack_start(picture, False, False, 6)
+    box.reorder_child(picture, 0)
+    config.connect(f"notify::{logic.SKY_PRESET_ARG}", show)
+    show()
 
 
 def the_layer(drawables: list[Gimp.Drawable]) -> Gimp.Layer:
@@ -175,7 +216,7 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
     sky_path = sky_file.get_path() if sky_file is not None else None
     if sky_file is not None and not sky_path:
         raise PluginError("the sky image must be a local file")
-    options = logic.request_options(values, sky_path, table)
+    options = logic.request_options(values, sky_path, table, sky_choices(table))
 
     width, height = layer.get_width(), layer.get_height()
     python = bridge.core_python(PLUGIN_DIR)
@@ -193,6 +234,7 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
         matte = job.read_output("matte")
         sky = job.read_output("sky") if options["mode"] == "replace" else b""
         lighting = job.read_output("lighting") if options["mode"] == "replace" else b""
+        overlays = job.read_overlays(final.files or {}) if options["mode"] == "replace" else []
     finally:
         job.cleanup()
         Gimp.progress_end()
@@ -204,7 +246,7 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
         if options["mode"] == "mask":
             image.select_item(Gimp.ChannelOps.REPLACE, channel)
         else:
-            add_result_layers(image, layer, sky, lighting, matte, rgba_format)
+            add_result_layers(image, layer, sky, lighting, matte, rgba_format, overlays)
     finally:
         image.undo_group_end()
     Gimp.displays_flush()
@@ -242,8 +284,9 @@ def write_pixels(drawable: Gimp.Drawable, fmt: str, x: int, y: int, width: int, 
 
 
 def add_result_layers(image: Gimp.Image, original: Gimp.Layer, sky: bytes, lighting: bytes, matte: bytes,
-                      rgba_format: str) -> None:
-    """"New sky" (masked by the matte) then "Foreground lighting", both directly ABOVE the original.
+                      rgba_format: str, overlays: list[tuple[str, bytes]]) -> None:
+    """"New sky" (masked by the matte), "Foreground lighting", then the overlays the core made
+    ("Reflection", "Horizon haze"), all directly ABOVE the original, in that order upwards.
 
     Why above and not below: the original is usually opaque, so anything placed below it would be
     hidden. The sky's layer mask lets the original show through where there is no sky, and the
@@ -262,9 +305,10 @@ def add_result_layers(image: Gimp.Image, original: Gimp.Layer, sky: bytes, light
     sky_layer.add_mask(mask)
     write_pixels(mask, MASK_FORMAT, 0, 0, width, height, matte)
 
-    lighting_layer = new_layer(image, LIGHTING_LAYER, width, height, offset_x, offset_y)
-    image.insert_layer(lighting_layer, parent, position)
-    write_pixels(lighting_layer, rgba_format, 0, 0, width, height, lighting)
+    for name, pixels in [(LIGHTING_LAYER, lighting), *overlays]:  # each inserted at ``position``: above the last
+        added = new_layer(image, name, width, height, offset_x, offset_y)
+        image.insert_layer(added, parent, position)
+        write_pixels(added, rgba_format, 0, 0, width, height, pixels)
 
 
 def new_layer(image: Gimp.Image, name: str, width: int, height: int, offset_x: int, offset_y: int) -> Gimp.Layer:

@@ -7,10 +7,10 @@ offer the same settings with the core's own ranges, defaults, labels and help.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bridge_client import OptionTable
+from bridge_client import BridgeError, OptionTable, SkyChoice, preset_choices
 
 # GIMP argument names use dashes; the exchange protocol uses underscores.
 SKY_PRESET_ARG = "sky"
@@ -38,11 +38,6 @@ def arg_name(key: str) -> str:
     return key.replace("_", "-")
 
 
-def preset_label(name: str) -> str:
-    """Readable label for a preset name shown in the dialog's combo box."""
-    return name.replace("-", " ").capitalize()
-
-
 def device_label(name: str) -> str:
     return "auto (GPU if available)" if name == "auto" else name
 
@@ -52,14 +47,16 @@ def mnemonic(label: str) -> str:
     return label if "_" in label else "_" + label
 
 
-def argument_specs(table: OptionTable) -> list[ArgumentSpec]:
-    """Every argument in dialog order: sky source, the table's numbers and switches, device, mode."""
+def argument_specs(table: OptionTable, skies: Sequence[SkyChoice] = ()) -> list[ArgumentSpec]:
+    """Every argument in dialog order: sky source, the table's numbers and switches, device, mode.
+    ``skies``: presets and the user's library (``bridge_client.list_skies``); empty: the presets."""
     sky, device = table.option("sky"), table.option("device")
     # A choice argument's default must be one of its choices: the core's default sky is a preset.
     default_sky = str(sky.default) if sky.default in table.presets else table.presets[0]
+    choices = tuple((choice.name, choice.label) for choice in (skies or preset_choices(table)))
     specs = [
-        ArgumentSpec(SKY_PRESET_ARG, "choice", "Sky _preset", "Built-in sky (used when no sky image is given)",
-                     default_sky, choices=tuple((name, preset_label(name)) for name in table.presets)),
+        ArgumentSpec(SKY_PRESET_ARG, "choice", "_Sky", "Built-in sky or one of your skies (clnsod skies add); "
+                     "used when no sky image is given", default_sky, choices=choices),
         ArgumentSpec(SKY_FILE_ARG, "file", "Sky _image", "Sky image file; replaces the preset when set"),
     ]
     numbers = {number.key: number for number in table.numbers}
@@ -82,15 +79,17 @@ def argument_specs(table: OptionTable) -> list[ArgumentSpec]:
     return specs
 
 
-def request_options(values: Mapping[str, object], sky_file: str | None, table: OptionTable) -> dict[str, object]:
+def request_options(values: Mapping[str, object], sky_file: str | None, table: OptionTable,
+                    skies: Sequence[SkyChoice] = ()) -> dict[str, object]:
     """Protocol options from the procedure's argument values (keyed by GIMP argument name).
 
-    A sky image file, when given, takes precedence over the preset (one procedure signature
-    serves both sources, as in the Krita dialog). Validation is left to ``OptionTable.validate``.
+    A sky image file, when given, takes precedence over the chosen sky (one procedure signature
+    serves both sources, as in the Krita dialog); one of the user's skies is sent as its image file.
+    Validation is left to ``OptionTable.validate``.
     """
     options: dict[str, object] = {
         "mode": "mask" if values[MASK_ONLY_ARG] else "replace",
-        "sky": sky_file if sky_file else str(values[SKY_PRESET_ARG]),
+        "sky": sky_file if sky_file else chosen_sky(str(values[SKY_PRESET_ARG]), table, skies),
         "device": str(values[DEVICE_ARG]),
     }
     for number in table.numbers:
@@ -98,6 +97,18 @@ def request_options(values: Mapping[str, object], sky_file: str | None, table: O
     for switch in table.switches:
         options[switch.name] = bool(values[arg_name(switch.name)])
     return options
+
+
+def chosen_sky(name: str, table: OptionTable, skies: Sequence[SkyChoice]) -> str:
+    """The request's sky for the name picked in the list; BridgeError if it has left the library."""
+    for choice in skies or preset_choices(table):
+        if choice.name == name:
+            return choice.request_sky
+    raise BridgeError(f"the sky {name!r} is not in your sky library any more; pick another")
+
+
+def thumbnail_of(name: str, skies: Sequence[SkyChoice]) -> str | None:
+    return next((choice.thumbnail for choice in skies if choice.name == name), None)
 
 
 def visible_part(offset_x: int, offset_y: int, width: int, height: int,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from PyQt5.QtCore import Qt
+from collections.abc import Sequence
+
+from PyQt5.QtCore import QSize, Qt
+from PyQt5.QtGui import QIcon, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -20,7 +23,7 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from .bridge_client import OptionTable
+from .bridge_client import OptionTable, SkyChoice
 from .options import SKY_FILE_CHOICE, DialogValues, dialog_values_from, sky_choices
 
 DIALOG_NAME = "clnsod_replace_sky_dialog"
@@ -29,6 +32,8 @@ GROUP_TITLES = {"edge": "Sky edge", "sky": "Sky placement", "foreground": "Foreg
 REPLACE_ONLY_GROUPS = ("sky", "foreground")  # meaningless in mask mode: disabled there
 MODE_TEXTS = {"replace": "Replace the sky (new sky, sky mask, foreground lighting)",
               "mask": "Mask only (sky mask layer + selection)"}
+ICON_SIZE = QSize(64, 36)  # thumbnails in the sky list
+PREVIEW_WIDTH = 240  # the chosen sky's thumbnail under the list
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp);;All files (*)"
 
 
@@ -39,9 +44,13 @@ class ReplaceSkyDialog(QDialog):
     objectName is its option name (the end-to-end tests drive the dialog by these names).
     """
 
-    def __init__(self, table: OptionTable, values: DialogValues, parent: QWidget | None = None) -> None:
+    def __init__(self, table: OptionTable, values: DialogValues, parent: QWidget | None = None,
+                 skies: Sequence[SkyChoice] = (), sky_note: str = "") -> None:
+        """``skies``: presets and the user's library with thumbnails (``bridge_client.list_skies``);
+        empty: the presets without thumbnails. ``sky_note``: why the library could not be listed."""
         super().__init__(parent)
         self.table = table
+        self.skies = sky_choices(table, skies)
         self.setObjectName(DIALOG_NAME)
         self.setWindowTitle("Replace Sky (CLN-SOD)")
         self.spins: dict[str, QDoubleSpinBox] = {}
@@ -55,10 +64,20 @@ class ReplaceSkyDialog(QDialog):
         self.mode.setToolTip(table.option("mode").help)
         top.addRow(table.option("mode").label, self.mode)
         self.sky = QComboBox(objectName="sky")
-        for name in sky_choices(table):
-            self.sky.addItem(name, name)
+        self.sky.setIconSize(ICON_SIZE)
+        self.sky.setMaxVisibleItems(12)
+        for choice in self.skies:
+            self.sky.addItem(QIcon(choice.thumbnail) if choice.thumbnail else QIcon(), choice.label, choice.name)
+            self.sky.setItemData(self.sky.count() - 1, choice.description, Qt.ToolTipRole)
+        self.sky.addItem("Image file...", SKY_FILE_CHOICE)
         self.sky.setToolTip(table.option("sky").help)
         top.addRow(table.option("sky").label, self.sky)
+        self.sky_preview = QLabel(objectName="sky_preview")
+        self.sky_preview.setFixedWidth(PREVIEW_WIDTH)
+        top.addRow("", self.sky_preview)
+        if sky_note:
+            top.addRow("", QLabel(f"Your sky library could not be listed: {sky_note}", objectName="sky_note",
+                                  wordWrap=True))
         file_row = QHBoxLayout()
         self.sky_file = QLineEdit(objectName="sky_file")
         self.sky_file.setPlaceholderText("sky image (JPEG, PNG, WebP, TIFF)")
@@ -98,6 +117,7 @@ class ReplaceSkyDialog(QDialog):
 
         self.mode.currentIndexChanged.connect(self._update_enabled)
         self.sky.currentIndexChanged.connect(self._update_enabled)
+        self.sky.currentIndexChanged.connect(self._show_sky)
         self.set_values(values)
 
     def _add_settings(self, form: QFormLayout, group: str | None) -> None:
@@ -130,7 +150,18 @@ class ReplaceSkyDialog(QDialog):
             self.sky.setCurrentIndex(self.sky.findData(SKY_FILE_CHOICE))
 
     def _restore_defaults(self) -> None:
-        self.set_values(dialog_values_from({}, self.table))
+        self.set_values(dialog_values_from({}, self.table, self.skies))
+
+    def _show_sky(self) -> None:
+        """The chosen sky's thumbnail (nothing for an image file: it may be huge)."""
+        choice = next((sky for sky in self.skies if sky.name == self.sky.currentData()), None)
+        pixmap = QPixmap(choice.thumbnail) if choice is not None and choice.thumbnail else QPixmap()
+        if pixmap.isNull():
+            self.sky_preview.clear()
+            self.sky_preview.hide()
+            return
+        self.sky_preview.setPixmap(pixmap.scaledToWidth(PREVIEW_WIDTH, Qt.SmoothTransformation))
+        self.sky_preview.show()
 
     def _update_enabled(self) -> None:
         replace = self.mode.currentData() == "replace"
@@ -142,6 +173,7 @@ class ReplaceSkyDialog(QDialog):
         self.mode.setCurrentIndex(self.mode.findData("mask" if values.mask_only else "replace"))
         self.sky.setCurrentIndex(max(0, self.sky.findData(values.sky_choice)))
         self.sky_file.setText(values.sky_file)
+        self._show_sky()
         for key, spin in self.spins.items():
             spin.setValue(values.numbers.get(key, spin.value()))
         for key, check in self.checks.items():

@@ -10,7 +10,7 @@ import traceback
 
 from krita import Document, Extension, Krita, Node
 from PyQt5.QtCore import Qt
-from PyQt5.QtWidgets import QMessageBox, QProgressDialog, QWidget
+from PyQt5.QtWidgets import QApplication, QMessageBox, QProgressDialog, QWidget
 
 from . import bridge_client
 from .dialog import ReplaceSkyDialog, make_non_blocking
@@ -100,8 +100,9 @@ class ReplaceSkyExtension(Extension):
         except bridge_client.BridgeError as exc:
             self.show_message(str(exc))
             return
+        skies, sky_note = self._list_skies(table)
         stored = options_from_settings(Krita.instance().readSetting(SETTINGS_GROUP, SETTINGS_KEY, ""), table)
-        dialog = ReplaceSkyDialog(table, dialog_values_from(stored, table), self._main_window())
+        dialog = ReplaceSkyDialog(table, dialog_values_from(stored, table, skies), self._main_window(), skies, sky_note)
         make_non_blocking(dialog)
         # Held here and connected to bound methods, never to a lambda holding the dialog: PyQt's
         # garbage collector can free such a lambda (a cycle through its own sender) while the dialog
@@ -111,6 +112,19 @@ class ReplaceSkyExtension(Extension):
         dialog.destroyed.connect(self._forget_dialog)
         dialog.open()
 
+    def _list_skies(self, table: bridge_client.OptionTable) -> tuple:
+        """Presets and the user's library with thumbnails, asked of the core each time (skies may have
+        been added since); the presets alone, and why, if that fails."""
+        try:
+            python = bridge_client.core_python(PLUGIN_DIR)
+        except bridge_client.BridgeError as exc:
+            return bridge_client.preset_choices(table), str(exc)
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            return bridge_client.list_skies(python, table)
+        finally:
+            QApplication.restoreOverrideCursor()
+
     def _forget_dialog(self) -> None:
         self._dialog = None
 
@@ -119,7 +133,7 @@ class ReplaceSkyExtension(Extension):
         if dialog is None:
             return
         try:
-            options = build_options(dialog.values(), dialog.table)
+            options = build_options(dialog.values(), dialog.table, dialog.skies)
         except bridge_client.BridgeError as exc:
             self.show_message(str(exc))
             return
@@ -216,7 +230,8 @@ class ReplaceSkyExtension(Extension):
                 add_mask_result(doc, node, matte)
                 summary = "sky mask added and the sky selected"
             else:
-                add_replace_result(doc, node, matte, run.job.read_output("sky"), run.job.read_output("lighting"))
+                add_replace_result(doc, node, matte, run.job.read_output("sky"), run.job.read_output("lighting"),
+                                   run.job.read_overlays(files))
                 summary = "new sky added"
             coverage = matte_coverage(matte)
             window = Krita.instance().activeWindow()

@@ -1,8 +1,8 @@
 """Builds the result layers in the user's document, above the untouched original layer.
 
 Layout (PROTOCOL.md section 5, wrapped in one group): a pass-through group layer GROUP_LAYER right
-above the original, holding SKY_LAYER (with its transparency mask MASK_NAME) and LIGHTING_LAYER on
-top. A pass-through group composites its children straight onto the layers below, so the image is
+above the original, holding SKY_LAYER (with its transparency mask MASK_NAME), LIGHTING_LAYER above
+it and, when the core made them, "Reflection" and "Horizon haze" on top. A pass-through group composites its children straight onto the layers below, so the image is
 exactly the ungrouped stack; the group exists only for undo.
 
 Undo: libkis has no undo-macro API (5.1 or 5.2), and every addChildNode / Krita action is its own
@@ -16,6 +16,8 @@ a temporary view for the action, and closing it crashed Krita 5.1.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from krita import Document, Krita, Node, Selection
 
@@ -92,9 +94,11 @@ def _masked_copy_by_action(doc: Document, parent: Node, above: Node, layer: Node
     return copy
 
 
-def add_replace_result(doc: Document, above: Node, matte: bytes, sky: bytes, lighting: bytes) -> Node:
+def add_replace_result(doc: Document, above: Node, matte: bytes, sky: bytes, lighting: bytes,
+                       overlays: Sequence[tuple[str, bytes]] = ()) -> Node:
     """Adds the pass-through group GROUP_LAYER above ``above``: SKY_LAYER (masked by MASK_NAME) with
-    LIGHTING_LAYER on top, as one undo step. ``above`` and its pixels are not touched; returns the group.
+    LIGHTING_LAYER on top, then the ``overlays`` (name, pixels: the reflection, the horizon haze) when
+    the core made them, as one undo step. ``above`` and its pixels are not touched; returns the group.
     """
     width, height = doc.width(), doc.height()
     parent = _parent_of(doc, above)
@@ -106,7 +110,8 @@ def add_replace_result(doc: Document, above: Node, matte: bytes, sky: bytes, lig
     lighting_layer = _paint_layer(doc, LIGHTING_LAYER, lighting, width, height)
     group = doc.createGroupLayer(GROUP_LAYER)
     group.setPassThroughMode(True)
-    group.setChildNodes([sky_layer, lighting_layer])  # bottom to top; detached, so no undo command
+    on_top = [_paint_layer(doc, name, pixels, width, height) for name, pixels in overlays]
+    group.setChildNodes([sky_layer, lighting_layer, *on_top])  # bottom to top; detached, so no undo command
     parent.addChildNode(group, above)  # the one undo command for all of it
     doc.waitForDone()
     doc.refreshProjection()

@@ -26,6 +26,7 @@ from PyQt5.QtWidgets import (
 OUT = os.environ.get("CLNSOD_E2E_OUT", "")
 PHOTO = os.environ.get("CLNSOD_E2E_PHOTO", "")
 DEEP_PHOTO = os.environ.get("CLNSOD_E2E_DEEP_PHOTO", "")
+WATER_PHOTO = os.environ.get("CLNSOD_E2E_WATER_PHOTO", "")  # a calm lake: the core adds Reflection
 SESSION = os.environ.get("CLNSOD_E2E_SESSION", "main")
 WATCHDOG_S = float(os.environ.get("CLNSOD_E2E_WATCHDOG", "110"))
 POLL_MS = 100
@@ -232,7 +233,8 @@ class Case:
         self.result["after_tree"] = tree(doc.rootNode())
         bottom = doc.rootNode().childNodes()[0]
         self.result["original_untouched"] = bytes(bottom.pixelData(0, 0, w, h)) == self.original
-        for name, file in (("New sky", "sky.bgra"), ("Foreground lighting", "lighting.bgra"), ("Sky mask", "mask.raw")):
+        for name, file in (("New sky", "sky.bgra"), ("Foreground lighting", "lighting.bgra"), ("Sky mask", "mask.raw"),
+                           ("Reflection", "reflection.bgra"), ("Horizon haze", "haze.bgra")):
             node = find_node(doc.rootNode(), name)
             if node is not None:
                 with open(out(f"{self.key}_{file}"), "wb") as handle:
@@ -308,8 +310,10 @@ class Case:
         return steps
 
 
-REPLACE = {"mode": "replace", "sky": "sunset", "recolour": 0.0, "relight": 0.0, "halo": 0.0, "device": "cpu"}
+REPLACE = {"mode": "replace", "sky": "sunset", "recolour": 0.0, "relight": 0.0, "halo": 0.0, "haze": 0.0,
+           "reflection": 1.0, "device": "cpu"}  # every setting a case relies on (the dialog remembers the last)
 HARMONISED = dict(REPLACE, recolour=0.35, relight=0.4, halo=0.2)
+REALISM = dict(REPLACE, sky="blue-cumulus", haze=0.5)  # the lake's reflection (automatic) and horizon haze
 
 
 def plan():
@@ -323,6 +327,7 @@ def plan():
             + Case("cancel", REPLACE).steps(cancel=True)
             + Case("bad_sky", dict(REPLACE, sky="image file...", sky_file=bad_sky)).steps()
             + (Case("deep", HARMONISED, photo=DEEP_PHOTO).steps() if DEEP_PHOTO else [])
+            + (Case("realism", REALISM, photo=WATER_PHOTO).steps() if WATER_PHOTO else [])
             + Case("float", HARMONISED, color_space=("RGBA", "F32", "sRGB-elle-V2-g10.icc")).steps())
 
 

@@ -1,0 +1,57 @@
+"""Smooth fields on a small copy of the photo: the shared steps of the reflection and haze overlays
+(blurs, local contrast, max filters), all separable or cheap at the working size."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from clnsod_core.masking.matte import readonly_view
+
+DETECT_SIDE = 640  # overlays find water, sky lines and contrast on a copy this large
+
+
+def smoothstep(e0: float, e1: float, x: torch.Tensor) -> torch.Tensor:
+    t = ((x - e0) / (e1 - e0)).clamp(0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def blur(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Box blur of (C, H, W) with replicated borders, run twice (close to a Gaussian)."""
+    if radius < 1:
+        return x
+    size = 2 * radius + 1
+    x = x[None]
+    for _ in range(2):  # separable: 1-D passes along rows, then columns
+        x = F.avg_pool2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), (1, size), stride=1)
+        x = F.avg_pool2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), (size, 1), stride=1)
+    return x[0]
+
+
+def max_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Maximum over a (2r+1)^2 square, as two 1-D passes (a square kernel this wide is slow)."""
+    size = 2 * radius + 1
+    x = F.max_pool2d(x, (1, size), stride=1, padding=(0, radius))
+    return F.max_pool2d(x, (size, 1), stride=1, padding=(radius, 0))
+
+
+def local_deviation(luma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Standard deviation of (h, w) ``luma`` around each pixel (``blur`` windows of ``radius``)."""
+    mean = blur(luma[None], radius)[0]
+    return (blur(luma[None].pow(2), radius)[0] - mean.pow(2)).clamp(min=0).sqrt()
+
+
+def small_copy(photo: np.ndarray, matte: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(3, h, w) float photo and (h, w) matte reduced by a whole factor to at most DETECT_SIDE a side
+    (box means; the photo's bottom and right edge rows that do not fill a box are dropped), and the
+    scale to the photo (small rows = photo rows * scale)."""
+    h, w = matte.shape
+    factor = max(1, -(-max(h, w) // DETECT_SIDE))
+    hk, wk = h // factor * factor, w // factor * factor
+    # Pillow's box reduce works on the 8-bit photo as is: a float copy of a 50 MP photo is 600 MB.
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(photo[:hk, :wk])).reduce(factor))
+    img = torch.from_numpy(small.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+    m = F.avg_pool2d(readonly_view(matte[:hk, :wk])[None, None].float(), factor)[0, 0]
+    return img, m, 1 / factor
