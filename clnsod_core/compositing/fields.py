@@ -55,3 +55,11 @@ def small_copy(photo: np.ndarray, matte: np.ndarray) -> tuple[torch.Tensor, torc
     img = torch.from_numpy(small.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
     m = F.avg_pool2d(readonly_view(matte[:hk, :wk])[None, None].float(), factor)[0, 0]
     return img, m, 1 / factor
+
+
+def to_photo_size(fields: torch.Tensor, scale: float, h: int, w: int) -> torch.Tensor:
+    """(1, C, h', w') fields of a ``small_copy`` resized (bilinear) to the photo's (h, w): to the part
+    the small copy covers, then the few dropped edge rows and columns repeat the last ones."""
+    hk, wk = round(fields.shape[2] / scale), round(fields.shape[3] / scale)
+    resized = F.interpolate(fields, size=(hk, wk), mode="bilinear", align_corners=False)
+    return F.pad(resized, (0, w - wk, 0, h - hk), mode="replicate") if (hk, wk) != (h, w) else resized

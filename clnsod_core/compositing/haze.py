@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from clnsod_core.compositing.compose import LUMA
-from clnsod_core.compositing.fields import blur, local_deviation, small_copy, smoothstep
+from clnsod_core.compositing.fields import (
+    blur,
+    local_deviation,
+    small_copy,
+    smoothstep,
+    to_photo_size,
+)
 from clnsod_core.compositing.overlay import Overlay
 from clnsod_core.masking.matte import readonly_view
 
@@ -56,10 +62,12 @@ def haze_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, amount: 
     contrast = local_deviation(luma, max(1, ws // 100)) / (blur(luma[None], max(1, ws // 100))[0] + 0.05)
     alpha_small = torch.exp(-below) * (1 - 0.8 * smoothstep(0.05, 0.3, contrast)) * (rows >= line[None] - 1)
     h, w = matte.shape
-    alpha = F.interpolate(alpha_small[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    alpha = to_photo_size(alpha_small[None, None], scale, h, w)[0, 0]
     alpha = (alpha * (amount * MAX_OPACITY) * (1 - readonly_view(matte))).clamp(0, 1)
     # The haze colour: the new sky just above each column's sky line (full-resolution columns).
-    line_full = F.interpolate(line[None, None], size=w, mode="linear", align_corners=False)[0, 0] / scale
+    wk = round(ws / scale)  # the columns the small copy covers; the few dropped ones repeat the last
+    line_full = F.interpolate(line[None, None], size=wk, mode="linear", align_corners=False)
+    line_full = F.pad(line_full, (0, w - wk), mode="replicate")[0, 0] / scale
     band = max(1, round(COLOUR_BAND * h))
     sky_t = readonly_view(sky)
     top = (line_full - band).clamp(0, h - 1).long()

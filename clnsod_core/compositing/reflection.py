@@ -1,10 +1,12 @@
 """Reflections: calm water that mirrors the old sky gets the mirrored new sky.
 
-Found, not assumed: the waterline is the row about which the photo is most mirror-symmetric
-(luminance structure and colour of the rows above against the rows below), and only if that
-symmetry is strong is there reflecting water at all. Below it, a pixel reflects the sky when its
-mirror image above the waterline is sky and it has that sky's hue at a plausible fraction of its
-brightness; land, boats and reeds do not, and keep their pixels.
+Found, not assumed: the waterline is the topmost row about which the photo is clearly
+mirror-symmetric (luminance structure, column by column, and colour of the rows above against the
+rows below), and only if there is such a row is there reflecting water at all. Below it, a pixel
+reflects the sky when its mirror image above the waterline is sky and it has that sky's hue at a
+plausible fraction of its brightness, about as smoothly; the water must be one calm sheet that
+mirrors the sky nearly wherever its mirror image is sky (not waves or surf). Land, boats and reeds
+do not reflect, and keep their pixels.
 
 The new reflection keeps what the water did to the old one: its brightness relative to the mirrored
 old sky (Fresnel reflectance, the water's darkness; so it fades towards the camera as the real one
@@ -28,16 +30,18 @@ from clnsod_core.compositing.fields import (
     max_filter,
     small_copy,
     smoothstep,
+    to_photo_size,
 )
 from clnsod_core.compositing.overlay import Overlay
 from clnsod_core.masking.matte import readonly_view
 
-MIN_SYMMETRY = 0.75  # luminance correlation of the mirrored bands needed to call it reflecting water
 BAND = 1 / 12  # height of the bands compared above and below a candidate waterline (share of the photo)
-MIN_DEEP_SYMMETRY = 0.6  # the same over bands twice as deep
-MIN_MIRRORED_COLUMNS = 0.4  # and column by column: this share of columns must be mirror images
+MIN_SYMMETRY = 0.65  # luminance correlation of the mirrored bands needed to call it reflecting water
+MIN_DEEP_SYMMETRY = 0.55  # the same over bands twice as deep
+MIN_MIRRORED_COLUMNS = 0.5  # and column by column: this share of columns must be mirror images
 MIN_SPAN = 0.3  # the water must reach across this share of the width just below the waterline
-MIN_HUE_MATCH = 0.95  # mean cosine of the mirrored rows' colours (reflections keep the sky's hue)
+MIN_COVERAGE = 0.5  # share of the water below the waterline that must mirror the sky (calm, not waves)
+MIN_HUE_MATCH = 0.92  # mean cosine of the mirrored rows' colours (reflections keep the sky's hue)
 MIN_WATER_SHARE = 0.01  # less reflecting water than this share of the frame: no reflection
 RIPPLE_ROWS = 0.004  # largest ripple displacement, as a fraction of the photo height
 DESATURATE = 0.15
@@ -47,13 +51,14 @@ MISMATCH = (0.2, 0.45)  # relative difference from the expected old reflection: 
 
 @dataclass(frozen=True)
 class Waterline:
-    row: int  # in the photo's rows
+    row: int  # in the small copy's rows
     symmetry: float  # luminance correlation of the mirrored bands
     hue_match: float
 
 
 def _connected_to_waterline(weight: torch.Tensor, row: int, level: float = 0.3) -> torch.Tensor:
-    """1 where ``weight`` > ``level`` is connected to the rows just below the waterline.
+    """1 where ``weight`` > ``level`` is connected to the rows just below ``row`` (where the water's
+    reflection of the sky starts).
 
     Water is one sheet that starts at the waterline; a grey pier or a wet road further down that
     happens to look like the reflected sky is not connected to it (boats leave the sheet connected
@@ -94,9 +99,10 @@ def _mirrored_columns(luma: torch.Tensor, row: int, band: int) -> float:
 
 
 def find_waterline(img: torch.Tensor, matte: torch.Tensor) -> Waterline | None:
-    """The row about which ``img`` (3, h, w) is most mirror-symmetric below the sky, if it is clearly so:
-    over a band of BAND of the height, over one twice as deep (a real reflection continues; a chance
-    likeness of two strips of facade or rock does not), and column by column."""
+    """The waterline of ``img`` (3, h, w) below its sky, if it has one: the topmost row about which the
+    photo is clearly mirror-symmetric over a band of BAND of the height, over one twice as deep (a real
+    reflection continues; a chance likeness of two strips of facade or rock does not), column by column,
+    and in colour."""
     h = img.shape[1]
     luma = torch.einsum("chw,c->hw", img, torch.from_numpy(LUMA))
     sky_rows = (matte > 0.5).float().mean(dim=1)
@@ -112,25 +118,27 @@ def find_waterline(img: torch.Tensor, matte: torch.Tensor) -> Waterline | None:
     a = above - above.mean(dim=(1, 2), keepdim=True)
     b = below - below.mean(dim=(1, 2), keepdim=True)
     symmetry = (a * b).sum(dim=(1, 2)) / ((a.pow(2).sum(dim=(1, 2)) * b.pow(2).sum(dim=(1, 2))).sqrt() + 1e-6)
-    best = int(symmetry.argmax())
-    row = first + best
-    ca, cb = img[:, row - band : row].flip(1), img[:, row : row + band]
-    cosine = (ca * cb).sum(0) / (ca.norm(dim=0) * cb.norm(dim=0) + 1e-6)
-    line = Waterline(row, float(symmetry[best]), float(cosine.mean()))
-    if line.symmetry < MIN_SYMMETRY or line.hue_match < MIN_HUE_MATCH:
-        return None
-    deep = min(2 * band, row, h - row)
-    if deep <= band or _symmetry(luma, row, deep) < MIN_DEEP_SYMMETRY:
-        return None
-    if _mirrored_columns(luma, row, deep) < MIN_MIRRORED_COLUMNS:
-        return None  # the likeness is only of row averages (facades, fog, a snowy slope), not a mirror image
-    return line
+    # The waterline is the topmost row that passes every test: the structures mirrored inside the
+    # reflection (a reflected snow line, say) can be as symmetric as the waterline itself.
+    peaks = (symmetry >= MIN_SYMMETRY) & (symmetry == F.max_pool1d(symmetry[None], band | 1, 1, band // 2)[0])
+    for index in torch.nonzero(peaks)[:, 0].tolist():
+        row = first + index
+        ca, cb = img[:, row - band : row].flip(1), img[:, row : row + band]
+        cosine = float(((ca * cb).sum(0) / (ca.norm(dim=0) * cb.norm(dim=0) + 1e-6)).mean())
+        deep = min(2 * band, row, h - row)
+        if (cosine >= MIN_HUE_MATCH and deep > band and _symmetry(luma, row, deep) >= MIN_DEEP_SYMMETRY
+                # column by column too: a likeness of row averages (facades, fog, a snowy slope) is no mirror
+                and _mirrored_columns(luma, row, deep) >= MIN_MIRRORED_COLUMNS):
+            return Waterline(row, float(symmetry[index]), cosine)
+    return None
 
 
-def water_sheet(img: torch.Tensor, matte: torch.Tensor, row: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sheet, gain), (h, w) each, for the sky mirrored about ``row``: how surely each pixel belongs to
-    the sheet of water that reflects the sky (holes such as a reed bed filled in: ``reflection_overlay``
-    tells reeds from water per pixel), and the water's brightness relative to the mirrored sky."""
+def water_sheet(img: torch.Tensor, matte: torch.Tensor, row: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """(sheet, gain, start, coverage) for the sky mirrored about ``row``: how surely each pixel belongs
+    to the sheet of water that reflects the sky (holes such as a reed bed filled in:
+    ``reflection_overlay`` tells reeds from water per pixel), the water's brightness relative to the
+    mirrored sky, (h, w) each, the first row where the water shows the sky's reflection, and the share
+    of the rows below the waterline whose mirror image is sky that do reflect it."""
     _, h, w = img.shape
     smooth = blur(img, 1)
     rows = torch.arange(h)
@@ -147,13 +155,20 @@ def water_sheet(img: torch.Tensor, matte: torch.Tensor, row: int) -> tuple[torch
                               for r in (1, max(2, w // 160))))  # fine and coarse (wide planks up close)
     weight = (sky_above * smoothstep(0.9, 0.985, cosine) * smoothstep(0.04, 0.12, ratio)
               * (1 - smoothstep(1.15, 1.5, ratio)) * (1 - smoothstep(0.012, 0.035, texture)))
-    weight = weight * _connected_to_waterline(weight, row)
+    # The sheet is seeded where the mirror first shows sky: right below the waterline the water shows
+    # the far shore, and the sky's reflection starts as far below it as the shore is high.
+    shows_sky = torch.nonzero((sky_above > 0.5).float().mean(dim=1) > 0.3)
+    start = int(shows_sky.min()) if shows_sky.numel() else row
+    weight = weight * _connected_to_waterline(weight, start)
+    # Calm water mirrors the sky nearly everywhere its mirror image is sky; waves, surf and glitter
+    # only in scattered patches.
+    coverage = float((weight > 0.3).float().sum() / ((sky_above > 0.5).float().sum() + 1))
     gain = _filled_ratio(luma * weight, luma_src * weight, weight, w)
     # Close the sheet (fill holes up to HOLE_SIZE across), keep it below the waterline, soften it.
     radius = max(2, round(w * HOLE_SIZE / 2))
     sheet = -max_filter(-max_filter((weight > 0.3).float()[None, None], radius), radius)
     sheet = blur(sheet[0], max(1, w // 200))[0] * valid * (matte[source] > 0.25).float()
-    return sheet, gain
+    return sheet, gain, start, coverage
 
 
 def _filled_ratio(num: torch.Tensor, den: torch.Tensor, support: torch.Tensor, w: int) -> torch.Tensor:
@@ -173,9 +188,10 @@ def reflection_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, st
     line = find_waterline(img, small_matte)
     if line is None:
         return None
-    sheet, gain = water_sheet(img, small_matte, line.row)
-    first_rows = sheet[line.row : line.row + max(3, img.shape[1] // 20)]
-    if float(sheet.mean()) < MIN_WATER_SHARE or float((first_rows > 0.5).any(dim=0).float().mean()) < MIN_SPAN:
+    sheet, gain, start, coverage = water_sheet(img, small_matte, line.row)
+    first_rows = sheet[start : start + max(3, img.shape[1] // 20)]
+    if (float(sheet.mean()) < MIN_WATER_SHARE or coverage < MIN_COVERAGE
+            or float((first_rows > 0.5).any(dim=0).float().mean()) < MIN_SPAN):
         return None  # a lake or the sea spreads along the waterline; a window or a patch of rock does not
     h, w = matte.shape
     row = min(h - 1, round(line.row / scale))
@@ -187,7 +203,7 @@ def reflection_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, st
     small_rows = torch.arange(img.shape[1])
     mirrored_old = img[:, (2 * line.row - small_rows).clamp(0, img.shape[1] - 1)]
     fields = torch.cat([sheet[None], gain[None], mirrored_old])[None]
-    fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)[0, :, band]
+    fields = to_photo_size(fields, scale, h, w)[0, :, band]
     sheet_full, gain_full, old_full = fields[0], fields[1], fields[2:]
     guide = readonly_view(photo[band]).permute(2, 0, 1).float() / 255
     luma_weights = torch.from_numpy(LUMA)
