@@ -43,8 +43,7 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     from clnsod_core.compositing.compose import composite, lowest_sky_line, place_sky, sky_region_height
     from clnsod_core.imaging.io import load_photo_with_meta, save_image
     from clnsod_core.masking.matte import refine_matte
-    from clnsod_core.replace import ReplaceOptions
-    from clnsod_core.compositing.skies import render_preset_float
+    from clnsod_core.replace import ReplaceOptions, preset_sky
 
     opts = ReplaceOptions()
     t: dict[str, float] = {}
@@ -60,7 +59,7 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     t0 = time.perf_counter()
     h, w = matte.shape
     bottom = lowest_sky_line(matte)
-    sky_img = render_preset_float(sky, w, sky_region_height(h, bottom), 0)
+    sky_img = preset_sky(sky, w, sky_region_height(h, bottom), 0)
     placed = place_sky(sky_img, h, w, bottom, opts.placement)
     t["sky"] = time.perf_counter() - t0
     t0 = time.perf_counter()

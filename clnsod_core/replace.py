@@ -34,6 +34,7 @@ from clnsod_core.masking.inference import SkyMasker
 from clnsod_core.masking.matte import MatteOptions, sky_matte
 from clnsod_core.options import option, part_values
 
+PRESET_RENDER_PIXELS = 16_000_000  # presets are rendered at the photo's size up to this many pixels
 
 @dataclass(frozen=True)
 class ReplaceOptions:
@@ -144,6 +145,14 @@ def load_sky(spec: str | Path, max_pixels: int, library: SkyLibrary | None = Non
 SkySource = SkyImage | np.ndarray | str  # a sky photo, sRGB pixels, or a preset name
 
 
+def preset_sky(name: str, width: int, region_height: int, seed: int) -> np.ndarray:
+    """A preset for a sky region of ``width`` x ``region_height``: at that size (crisp at 100 %; placement
+    need not resample it) up to PRESET_RENDER_PIXELS; the sky of a 100 MP panorama is rendered smaller
+    and upscaled by the placement, in bands."""
+    scale = min(1.0, (PRESET_RENDER_PIXELS / (width * region_height)) ** 0.5)
+    return render_preset_float(name, max(8, round(width * scale)), max(8, round(region_height * scale)), seed)
+
+
 class SkyReplacer:
     """Photos are RGB arrays (uint8 or uint16) in their own colour space (``space``, None = sRGB)."""
 
@@ -178,9 +187,7 @@ class SkyReplacer:
         h, w = matte.shape
         bottom = lowest_sky_line(matte)
         if isinstance(sky, str):
-            # At the photo's own resolution: crisp at 100 %, and placement need not resample it.
-            rendered = render_preset_float(sky, w, sky_region_height(h, bottom), options.seed)
-            sky_pixels = convert(rendered, SRGB, space)
+            sky_pixels = convert(preset_sky(sky, w, sky_region_height(h, bottom), options.seed), SRGB, space)
         elif isinstance(sky, SkyImage):
             sky_pixels = self._sky_in(sky, space)
         else:

@@ -124,8 +124,8 @@ def test_deep_display_p3_image_gets_layers_at_its_depth_and_in_its_space(photo: 
     """A 16-bit or float image in Display P3 (as Krita and GIMP hold them): the layers come back in that
     depth and space, and stacked they equal the core's own replacement of that image."""
     from clnsod_core.compositing.compose import lowest_sky_line, place_sky, sky_region_height
-    from clnsod_core.compositing.skies import render_preset_float
     from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
+    from clnsod_core.replace import preset_sky
 
     p3 = (ICC / "DisplayP3-v4.icc").read_bytes()
     space = ColourSpace(p3)
@@ -159,7 +159,7 @@ def test_deep_display_p3_image_gets_layers_at_its_depth_and_in_its_space(photo: 
     # The sky layer is the sRGB preset converted into Display P3 (rendered and placed as the core
     # does for this matte), not the sRGB numbers pasted in.
     bottom = lowest_sky_line(expected.matte)
-    preset = render_preset_float("sunset", w, sky_region_height(h, bottom), 0)
+    preset = preset_sky("sunset", w, sky_region_height(h, bottom), 0)
     sky_srgb = place_sky(preset, h, w, bottom, SkyPlacement())
     region = matte == 255
     assert np.abs(sky[..., :3] - convert(sky_srgb, SRGB, space))[region].mean() < 1 / 255

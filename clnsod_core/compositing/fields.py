@@ -48,7 +48,7 @@ def small_copy(photo: np.ndarray, matte: np.ndarray) -> tuple[torch.Tensor, torc
     (box means; the photo's bottom and right edge rows that do not fill a box are dropped), and the
     scale to the photo (small rows = photo rows * scale)."""
     h, w = matte.shape
-    factor = max(1, -(-max(h, w) // DETECT_SIDE))
+    factor = max(1, min(-(-max(h, w) // DETECT_SIDE), h, w))  # a 20000x3 strip keeps at least one row
     hk, wk = h // factor * factor, w // factor * factor
     # Pillow's box reduce works on the 8-bit photo as is: a float copy of a 50 MP photo is 600 MB.
     small = np.asarray(Image.fromarray(np.ascontiguousarray(photo[:hk, :wk])).reduce(factor))
