@@ -1,7 +1,7 @@
 """End-to-end sky replacement speed and memory on large photos (2 threads).
 
 For each size: decode -> mask (network) -> matte -> sky (render + place) -> composite ->
-encode, medians of repeated runs with a stage breakdown, plus decode+encode of the same photo
+overlays (reflection search, haze) -> encode, medians of repeated runs with a stage breakdown, plus decode+encode of the same photo
 alone as the reference. Peak RSS is measured in a fresh child process per size (VmHWM).
 
     python benchmarks/replace_speed.py [--runs 5] [--sky sunset]
@@ -43,6 +43,10 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     from clnsod_core.compositing.compose import composite, lowest_sky_line, place_sky, sky_region_height
     from clnsod_core.imaging.io import load_photo_with_meta, save_image
     from clnsod_core.masking.matte import refine_matte
+    from clnsod_core.arrays import as_u8
+    from clnsod_core.compositing.haze import haze_overlay
+    from clnsod_core.compositing.overlay import blend_layers
+    from clnsod_core.compositing.reflection import reflection_overlay
     from clnsod_core.replace import ReplaceOptions, preset_sky
 
     opts = ReplaceOptions()
@@ -65,6 +69,13 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     t0 = time.perf_counter()
     comp, _ = composite(photo, matte, placed, opts.harmonisation)
     t["composite"] = time.perf_counter() - t0
+    t0 = time.perf_counter()  # looking for reflecting water (and haze when asked for), as replace does
+    guide = as_u8(photo)
+    overlays = [overlay.layer(photo.dtype) for overlay in (
+        reflection_overlay(guide, matte, placed, opts.harmonisation.reflection),
+        haze_overlay(guide, matte, placed, opts.harmonisation.haze)) if overlay is not None]
+    comp = blend_layers(comp, overlays)
+    t["overlays"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         save_image(comp, Path(tmp) / "out.jpg", meta, 92)
@@ -106,7 +117,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="12,24", help="megapixels, comma separated")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
-    keys = ["decode", "network", "matte", "sky", "composite", "encode", "total"]
+    keys = ["decode", "network", "matte", "sky", "composite", "overlays", "encode", "total"]
     print(f"median of {args.runs} runs (after 1 warm-up), seconds; 2 threads; preset sky '{args.sky}'")
     print(f"{'photo':<22}" + "".join(f"{k:>10}" for k in keys) + f"{'dec+enc':>10}{'peak RSS':>11}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,16 +18,24 @@ def smoothstep(e0: float, e1: float, x: torch.Tensor) -> torch.Tensor:
     return t * t * (3 - 2 * t)
 
 
+def _box_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Mean over 2r+1 samples along ``dim`` with replicated borders, from a running sum: the cost does
+    not grow with the radius (wide blurs of the water's brightness are common here)."""
+    size = x.shape[dim]
+    index = torch.arange(-radius - 1, size + radius).clamp(0, size - 1)
+    padded = x.index_select(dim, index).double().cumsum(dim)  # float64: long running sums stay exact
+    upper = padded.narrow(dim, 2 * radius + 1, size)
+    lower = padded.narrow(dim, 0, size)
+    return ((upper - lower) / (2 * radius + 1)).to(x.dtype)
+
+
 def blur(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Box blur of (C, H, W) with replicated borders, run twice (close to a Gaussian)."""
     if radius < 1:
         return x
-    size = 2 * radius + 1
-    x = x[None]
-    for _ in range(2):  # separable: 1-D passes along rows, then columns
-        x = F.avg_pool2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), (1, size), stride=1)
-        x = F.avg_pool2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), (size, 1), stride=1)
-    return x[0]
+    for _ in range(2):  # separable: along rows, then along columns
+        x = _box_1d(_box_1d(x, radius, -1), radius, -2)
+    return x
 
 
 def max_filter(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -83,6 +83,11 @@ def _connected_to_waterline(weight: torch.Tensor, row: int, level: float = 0.3) 
     return torch.from_numpy(reached.astype(np.float32))
 
 
+def _colour_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine between the RGB vectors (dim 0) of two images: 1 = the same hue and saturation."""
+    return (a * b).sum(0) * torch.rsqrt((a * a).sum(0) * (b * b).sum(0) + 1e-12)
+
+
 def _symmetry(luma: torch.Tensor, row: int, band: int) -> float:
     """Correlation of the ``band`` rows above ``row`` (mirrored) with the ``band`` rows below it."""
     above, below = luma[row - band : row].flip(0), luma[row : row + band]
@@ -124,7 +129,7 @@ def find_waterline(img: torch.Tensor, matte: torch.Tensor) -> Waterline | None:
     for index in torch.nonzero(peaks)[:, 0].tolist():
         row = first + index
         ca, cb = img[:, row - band : row].flip(1), img[:, row : row + band]
-        cosine = float(((ca * cb).sum(0) / (ca.norm(dim=0) * cb.norm(dim=0) + 1e-6)).mean())
+        cosine = float(_colour_cosine(ca, cb).mean())
         deep = min(2 * band, row, h - row)
         if (cosine >= MIN_HUE_MATCH and deep > band and _symmetry(luma, row, deep) >= MIN_DEEP_SYMMETRY
                 # column by column too: a likeness of row averages (facades, fog, a snowy slope) is no mirror
@@ -145,7 +150,7 @@ def water_sheet(img: torch.Tensor, matte: torch.Tensor, row: int) -> tuple[torch
     source = (2 * row - rows).clamp(0, h - 1)
     valid = ((rows >= row) & (2 * row - rows >= 0)).float()[:, None]
     mirrored, sky_above = smooth[:, source], matte[source] * valid
-    cosine = (smooth * mirrored).sum(0) / (smooth.norm(dim=0) * mirrored.norm(dim=0) + 1e-6)
+    cosine = _colour_cosine(smooth, mirrored)
     luma_weights = torch.from_numpy(LUMA)[:, None, None]
     luma, luma_src = (smooth * luma_weights).sum(0), (mirrored * luma_weights).sum(0)
     ratio = luma / (luma_src + 1e-3)
@@ -164,9 +169,15 @@ def water_sheet(img: torch.Tensor, matte: torch.Tensor, row: int) -> tuple[torch
     # only in scattered patches.
     coverage = float((weight > 0.3).float().sum() / ((sky_above > 0.5).float().sum() + 1))
     gain = _filled_ratio(luma * weight, luma_src * weight, weight, w)
-    # Close the sheet (fill holes up to HOLE_SIZE across), keep it below the waterline, soften it.
+    # Close the sheet (fill holes up to HOLE_SIZE across) on blocks of a quarter of the closing radius
+    # (a wide max filter at full size is slow; the sheet's edge is refined per pixel later), keep it
+    # below the waterline, soften it.
     radius = max(2, round(w * HOLE_SIZE / 2))
-    sheet = -max_filter(-max_filter((weight > 0.3).float()[None, None], radius), radius)
+    block = max(1, radius // 4)
+    water = (weight > 0.3).float()[None, None]
+    coarse = F.max_pool2d(water, block, ceil_mode=True)
+    closed = -max_filter(-max_filter(coarse, radius // block), radius // block)
+    sheet = torch.maximum(water, F.interpolate(closed, scale_factor=block, mode="nearest")[..., :h, :w])
     sheet = blur(sheet[0], max(1, w // 200))[0] * valid * (matte[source] > 0.25).float()
     return sheet, gain, start, coverage
 
@@ -211,7 +222,7 @@ def reflection_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, st
     # Per pixel, water looks like the old sky it mirrors at the water's brightness; reeds, posts and
     # boats in the water do not, and keep their pixels.
     expected = gain_full * torch.einsum("chw,c->hw", old_full, luma_weights)
-    cosine = (guide * old_full).sum(0) / (guide.norm(dim=0) * old_full.norm(dim=0) + 1e-6)
+    cosine = _colour_cosine(guide, old_full)
     mismatch = (luma - expected).abs() / (expected + 0.03) + 2 * (1 - cosine)
     alpha = sheet_full * (1 - smoothstep(*MISMATCH, mismatch)) * (1 - readonly_view(matte[band]))
     if float(alpha.sum()) < MIN_WATER_SHARE * h * w:
