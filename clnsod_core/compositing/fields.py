@@ -8,14 +8,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from clnsod_core.compositing.compose import LUMA
 from clnsod_core.masking.matte import readonly_view
 
 DETECT_SIDE = 640  # overlays find water, sky lines and contrast on a copy this large
 
 
 def smoothstep(e0: float, e1: float, x: torch.Tensor) -> torch.Tensor:
-    t = ((x - e0) / (e1 - e0)).clamp(0, 1)
+    t = ((x - e0) / (e1 - e0)).clamp_(0, 1)  # in place on the fresh quotient: full-size skies use it too
     return t * t * (3 - 2 * t)
+
+
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """Rec. 709 luma of a (3, H, W) image: (H, W)."""
+    return torch.einsum("chw,c->hw", image, torch.from_numpy(LUMA))
 
 
 def _box_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clnsod_core.compositing.compose import LUMA
 from clnsod_core.compositing.fields import (
     blur,
     local_deviation,
+    luma,
     small_copy,
     smoothstep,
     to_photo_size,
@@ -58,8 +58,8 @@ def haze_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, amount: 
     _, hs, ws = img.shape
     rows = torch.arange(hs, dtype=torch.float32)[:, None]
     below = (rows - line[None]).clamp(min=0) / (DEPTH * hs)
-    luma = torch.einsum("chw,c->hw", img, torch.from_numpy(LUMA))
-    contrast = local_deviation(luma, max(1, ws // 100)) / (blur(luma[None], max(1, ws // 100))[0] + 0.05)
+    brightness = luma(img)
+    contrast = local_deviation(brightness, max(1, ws // 100)) / (blur(brightness[None], max(1, ws // 100))[0] + 0.05)
     alpha_small = torch.exp(-below) * (1 - 0.8 * smoothstep(0.05, 0.3, contrast)) * (rows >= line[None] - 1)
     h, w = matte.shape
     alpha = to_photo_size(alpha_small[None, None], scale, h, w)[0, 0]
@@ -72,8 +72,9 @@ def haze_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, amount: 
     sky_t = readonly_view(sky)
     top = (line_full - band).clamp(0, h - 1).long()
     bottom = line_full.clamp(1, h).long()
-    cumulative = torch.cat([torch.zeros(1, w, 3), sky_t.cumsum(dim=0)])  # (h + 1, w, 3)
+    first, last = int(top.min()), int(bottom.max())  # only the rows some column's band covers
+    cumulative = torch.cat([torch.zeros(1, w, 3), sky_t[first:last].cumsum(dim=0)])
     columns = torch.arange(w)
-    colour = (cumulative[bottom, columns] - cumulative[top, columns]) / (bottom - top).clamp(min=1)[:, None]
+    colour = (cumulative[bottom - first, columns] - cumulative[top - first, columns]) / (bottom - top).clamp(min=1)[:, None]
     colour = blur(colour.T[:, None], max(1, w // 100))[:, 0].T.clamp(0, 1)  # (w, 3), smooth along the horizon
-    return Overlay(np.ascontiguousarray(np.broadcast_to(colour.numpy()[None], (h, w, 3))), alpha.numpy())
+    return Overlay(np.broadcast_to(colour.numpy()[None], (h, w, 3)), alpha.numpy())  # one colour per column

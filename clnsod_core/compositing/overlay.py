@@ -20,7 +20,7 @@ _STRIP_PIXELS = 2_000_000
 class Overlay:
     """A layer over the composite: straight-alpha colour, both float32 in [0, 1], full size."""
 
-    colour: np.ndarray  # (H, W, 3)
+    colour: np.ndarray  # (H, W, 3), possibly a read-only broadcast view (haze: one colour per column)
     alpha: np.ndarray  # (H, W)
 
     def layer(self, dtype: np.dtype) -> np.ndarray:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clnsod_core.compositing.compose import LUMA
 from clnsod_core.compositing.fields import (
     blur,
     local_deviation,
+    luma,
     max_filter,
     small_copy,
     smoothstep,
@@ -109,7 +109,7 @@ def find_waterline(img: torch.Tensor, matte: torch.Tensor) -> Waterline | None:
     reflection continues; a chance likeness of two strips of facade or rock does not), column by column,
     and in colour."""
     h = img.shape[1]
-    luma = torch.einsum("chw,c->hw", img, torch.from_numpy(LUMA))
+    brightness = luma(img)
     sky_rows = (matte > 0.5).float().mean(dim=1)
     below_sky = int(torch.nonzero(sky_rows > 0.5).max()) + 1 if bool((sky_rows > 0.5).any()) else 0
     band = max(6, round(h * BAND))
@@ -117,7 +117,7 @@ def find_waterline(img: torch.Tensor, matte: torch.Tensor) -> Waterline | None:
     if first >= h - band:
         return None
     # Every candidate row at once: windows of ``band`` rows starting at each row.
-    windows = luma.unfold(0, band, 1)  # (h - band + 1, w, band): rows r .. r + band - 1
+    windows = brightness.unfold(0, band, 1)  # (h - band + 1, w, band): rows r .. r + band - 1
     below = windows[first : h - band + 1]
     above = windows[first - band : h - 2 * band + 1].flip(-1)  # rows r - 1 down to r - band
     a = above - above.mean(dim=(1, 2), keepdim=True)
@@ -131,9 +131,9 @@ def find_waterline(img: torch.Tensor, matte: torch.Tensor) -> Waterline | None:
         ca, cb = img[:, row - band : row].flip(1), img[:, row : row + band]
         cosine = float(_colour_cosine(ca, cb).mean())
         deep = min(2 * band, row, h - row)
-        if (cosine >= MIN_HUE_MATCH and deep > band and _symmetry(luma, row, deep) >= MIN_DEEP_SYMMETRY
+        if (cosine >= MIN_HUE_MATCH and deep > band and _symmetry(brightness, row, deep) >= MIN_DEEP_SYMMETRY
                 # column by column too: a likeness of row averages (facades, fog, a snowy slope) is no mirror
-                and _mirrored_columns(luma, row, deep) >= MIN_MIRRORED_COLUMNS):
+                and _mirrored_columns(brightness, row, deep) >= MIN_MIRRORED_COLUMNS):
             return Waterline(row, float(symmetry[index]), cosine)
     return None
 
@@ -151,12 +151,11 @@ def water_sheet(img: torch.Tensor, matte: torch.Tensor, row: int) -> tuple[torch
     valid = ((rows >= row) & (2 * row - rows >= 0)).float()[:, None]
     mirrored, sky_above = smooth[:, source], matte[source] * valid
     cosine = _colour_cosine(smooth, mirrored)
-    luma_weights = torch.from_numpy(LUMA)[:, None, None]
-    luma, luma_src = (smooth * luma_weights).sum(0), (mirrored * luma_weights).sum(0)
-    ratio = luma / (luma_src + 1e-3)
+    here, there = luma(smooth), luma(mirrored)
+    ratio = here / (there + 1e-3)
     # Water mirroring a smooth sky is about as smooth as that sky; planks, rocks and grass are not
     # (in a black-and-white photo, texture is all that tells a grey pier from grey water).
-    texture = torch.maximum(*(local_deviation(luma, r) - ratio.clamp(0, 1.2) * local_deviation(luma_src, r)
+    texture = torch.maximum(*(local_deviation(here, r) - ratio.clamp(0, 1.2) * local_deviation(there, r)
                               for r in (1, max(2, w // 160))))  # fine and coarse (wide planks up close)
     weight = (sky_above * smoothstep(0.9, 0.985, cosine) * smoothstep(0.04, 0.12, ratio)
               * (1 - smoothstep(1.15, 1.5, ratio)) * (1 - smoothstep(0.012, 0.035, texture)))
@@ -168,7 +167,7 @@ def water_sheet(img: torch.Tensor, matte: torch.Tensor, row: int) -> tuple[torch
     # Calm water mirrors the sky nearly everywhere its mirror image is sky; waves, surf and glitter
     # only in scattered patches.
     coverage = float((weight > 0.3).float().sum() / ((sky_above > 0.5).float().sum() + 1))
-    gain = _filled_ratio(luma * weight, luma_src * weight, weight, w)
+    gain = _filled_ratio(here * weight, there * weight, weight, w)
     # Close the sheet (fill holes up to HOLE_SIZE across) on blocks of a quarter of the closing radius
     # (a wide max filter at full size is slow; the sheet's edge is refined per pixel later), keep it
     # below the waterline, soften it.
@@ -217,24 +216,23 @@ def reflection_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, st
     fields = to_photo_size(fields, scale, h, w)[0, :, band]
     sheet_full, gain_full, old_full = fields[0], fields[1], fields[2:]
     guide = readonly_view(photo[band]).permute(2, 0, 1).float() / 255
-    luma_weights = torch.from_numpy(LUMA)
-    luma = torch.einsum("chw,c->hw", guide, luma_weights)
+    brightness = luma(guide)
     # Per pixel, water looks like the old sky it mirrors at the water's brightness; reeds, posts and
     # boats in the water do not, and keep their pixels.
-    expected = gain_full * torch.einsum("chw,c->hw", old_full, luma_weights)
+    expected = gain_full * luma(old_full)
     cosine = _colour_cosine(guide, old_full)
-    mismatch = (luma - expected).abs() / (expected + 0.03) + 2 * (1 - cosine)
+    mismatch = (brightness - expected).abs() / (expected + 0.03) + 2 * (1 - cosine)
     alpha = sheet_full * (1 - smoothstep(*MISMATCH, mismatch)) * (1 - readonly_view(matte[band]))
     if float(alpha.sum()) < MIN_WATER_SHARE * h * w:
         return None
     alpha = alpha * strength
     # The water's own fine texture: its ripples displace and shade the reflection.
-    local = blur(luma[None], max(2, w // 400))[0]
-    detail = luma - local
+    local = blur(brightness[None], max(2, w // 400))[0]
+    detail = brightness - local
     water = alpha > 0.5
     spread = float(detail[water].std()) if int(water.sum()) > 1 else 0.0
     ripple = (detail / (spread + 1e-4)).clamp(-2.5, 2.5) * (RIPPLE_ROWS * h / 2.5)
-    shading = (luma / (local + 1e-3)).clamp(0.75, 1.25)
+    shading = (brightness / (local + 1e-3)).clamp(0.75, 1.25)
     mirror_rows = (2 * row - torch.arange(top, bottom, dtype=torch.float32))[:, None] + ripple
     grid_y = (mirror_rows + 0.5) / h * 2 - 1
     grid_x = ((torch.arange(w, dtype=torch.float32) + 0.5) / w * 2 - 1)[None].expand(bottom - top, w)
@@ -242,7 +240,7 @@ def reflection_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, st
     reflected = F.grid_sample(source, torch.stack([grid_x, grid_y], dim=-1)[None], mode="bilinear",
                               padding_mode="border", align_corners=False)[0]
     colour = reflected * (gain_full * shading)[None]
-    grey = torch.einsum("chw,c->hw", colour, luma_weights)[None]
+    grey = luma(colour)[None]
     colour = (colour * (1 - DESATURATE) + grey * DESATURATE).clamp(0, 1)
     full_colour = np.zeros((h, w, 3), np.float32)
     full_alpha = np.zeros((h, w), np.float32)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from clnsod_core.arrays import to_u8
+from clnsod_core.compositing.fields import smoothstep
 from clnsod_core.compositing.noise import fbm
 from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
 
@@ -37,11 +38,6 @@ def _ramp(t: torch.Tensor, stops: Stops) -> torch.Tensor:
         weight = ((t - p0) / max(p1 - p0, 1e-6)).clamp_(0, 1)
         out = out + weight * (_colour(c1) - _colour(c0))
     return out
-
-
-def _smoothstep(e0: float, e1: float, x: torch.Tensor) -> torch.Tensor:
-    t = ((x - e0) / (e1 - e0)).clamp_(0, 1)
-    return t * t * (3 - 2 * t)
 
 
 def _rows(h: int) -> torch.Tensor:
@@ -87,7 +83,7 @@ class CloudLayer:
         noise = fbm(h, w, rng, base_cells=self.base_cells, stretch=self.stretch, gain=self.gain)
         if self.low_bias:
             noise = noise.mul_(1 - self.low_bias + self.low_bias * _rows(h)[..., 0])
-        density = _smoothstep(1 - self.cover, 1 - self.cover + self.softness, noise)
+        density = smoothstep(1 - self.cover, 1 - self.cover + self.softness, noise)
         del noise
         light = fbm(h, w, rng, base_cells=self.base_cells * 2, stretch=self.stretch, gain=self.gain)
         if self.shadow:
@@ -138,7 +134,7 @@ def _sunset(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
     sky = sky + glow * _colour((0.45, 0.30, 0.10))
     clouds = CloudLayer(0.4, 0.18, lit=(1.0, 0.55, 0.30), shade=(0.35, 0.18, 0.30), opacity=0.88)
     sky = clouds.over(sky, rng)
-    sun = _smoothstep(0.035, 0.02, glow.log_().neg_().div_(6.0))  # distance back from the glow
+    sun = smoothstep(0.035, 0.02, glow.log_().neg_().div_(6.0))  # distance back from the glow
     return torch.lerp(sky, _colour((1.0, 0.95, 0.80)), sun)
 
 
