@@ -6,10 +6,11 @@ The CLI, the editor bridge and the batch engines call ``SkyReplacer``; its optio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +36,8 @@ from clnsod_core.masking.matte import MatteOptions, sky_matte
 from clnsod_core.options import option, part_values
 
 PRESET_RENDER_PIXELS = 16_000_000  # presets are rendered at the photo's size up to this many pixels
+STAGES = ("network", "matte", "sky", "placement", "composite", "overlays")  # what StageCache remembers
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ReplaceOptions:
@@ -145,6 +148,51 @@ def load_sky(spec: str | Path, max_pixels: int, library: SkyLibrary | None = Non
 SkySource = SkyImage | np.ndarray | str  # a sky photo, sRGB pixels, or a preset name
 
 
+class Same:
+    """Compares by identity: a stage key for a sky photo or array (which cannot be compared by value
+    cheaply), holding it so its id is never reused while the key is remembered."""
+
+    def __init__(self, thing: object) -> None:
+        self.thing = thing
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Same) and other.thing is self.thing
+
+    def __hash__(self) -> int:
+        return id(self.thing)
+
+
+class StageCache:
+    """The last result of each replacement stage (``STAGES``) with the inputs it was computed from.
+
+    One cache belongs to one photo. An editor's live preview keeps one per previewed photo, so a
+    moved slider recomputes only the stages that setting reaches (``recomputed`` says which); a
+    cache that keeps only "network" lets a second run on the same photo skip the network.
+    """
+
+    def __init__(self, keep: Collection[str] = STAGES) -> None:
+        self._keep = frozenset(keep)
+        self._entries: dict[str, tuple[Hashable, Any]] = {}
+        self.recomputed: list[str] = []  # stages computed (not remembered) since the last ``clear_log``
+
+    def get(self, stage: str, key: Hashable, compute: Callable[[], T]) -> T:
+        entry = self._entries.get(stage)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        value = compute()
+        self.recomputed.append(stage)
+        if stage in self._keep:
+            self._entries[stage] = (key, value)
+        return value
+
+    def seed(self, stage: str, key: Hashable, value: Any) -> None:
+        """Remember a result computed elsewhere (the network's answer for this photo)."""
+        self._entries[stage] = (key, value)
+
+    def clear_log(self) -> None:
+        self.recomputed = []
+
+
 def preset_sky(name: str, width: int, region_height: int, seed: int) -> np.ndarray:
     """A preset for a sky region of ``width`` x ``region_height``: at that size (crisp at 100 %; placement
     need not resample it) up to PRESET_RENDER_PIXELS; the sky of a 100 MP panorama is rendered smaller
@@ -161,11 +209,17 @@ class SkyReplacer:
         self._converted: tuple[SkyImage, ColourSpace, np.ndarray] | None = None  # last sky conversion
 
     def mask(self, photo: np.ndarray, options: MatteOptions = MatteOptions(),
-             space: ColourSpace | None = None) -> tuple[np.ndarray, bool]:
+             space: ColourSpace | None = None, cache: StageCache | None = None) -> tuple[np.ndarray, bool]:
         """Edge-aware full-resolution sky matte, and whether the photo has sky at all."""
         options.validate()
+        cache = cache if cache is not None else StageCache(keep=())
         guide = as_u8(photo)  # what the network and the matte read: one 8-bit copy of a 16-bit photo, not two
-        return sky_matte(guide, self.masker.predict_working_size([guide], [space])[0], options)
+        prob = cache.get("network", (), lambda: self.network(guide, space))
+        return cache.get("matte", options, lambda: sky_matte(guide, prob, options))
+
+    def network(self, photo: np.ndarray, space: ColourSpace | None = None) -> Any:
+        """The network's sky probability for ``photo`` at its working size (what the matte refines)."""
+        return self.masker.predict_working_size([photo], [space])[0]
 
     def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions(),
               space: ColourSpace | None = None) -> np.ndarray:
@@ -173,38 +227,53 @@ class SkyReplacer:
         return self.mask(photo, options, space)[0]
 
     def replace(self, photo: np.ndarray, sky: SkySource, options: ReplaceOptions = ReplaceOptions(),
-                on_stage: Callable[[str], None] | None = None, space: ColourSpace | None = None) -> ReplaceResult:
+                on_stage: Callable[[str], None] | None = None, space: ColourSpace | None = None,
+                cache: StageCache | None = None) -> ReplaceResult:
         """``on_stage`` is told when each slow stage starts (for progress reporting). The result is in
-        the photo's dtype and colour space; the sky is converted into that space first."""
+        the photo's dtype and colour space; the sky is converted into that space first. ``cache``
+        (one per photo) remembers the stages, so a call with other options redoes only what they change."""
         options.validate()
         space = space or SRGB
+        cache = cache if cache is not None else StageCache(keep=())
         report = on_stage or (lambda _stage: None)
         report("computing the sky matte")
-        matte, sky_found = self.mask(photo, options.matte, space)
+        matte, sky_found = self.mask(photo, options.matte, space, cache)
         if not sky_found:
             return ReplaceResult.without_sky(photo)
         report("placing the new sky")
         h, w = matte.shape
         bottom = lowest_sky_line(matte)
         if isinstance(sky, str):
-            sky_pixels = convert(preset_sky(sky, w, sky_region_height(h, bottom), options.seed), SRGB, space)
-        elif isinstance(sky, SkyImage):
-            sky_pixels = self._sky_in(sky, space)
+            region = sky_region_height(h, bottom)
+            sky_key: Hashable = ("preset", sky, w, region, options.seed, space)
+            sky_pixels = cache.get("sky", sky_key, lambda: convert(preset_sky(sky, w, region, options.seed), SRGB, space))
         else:
-            sky_pixels = convert(sky, SRGB, space)
-        placed = place_sky(sky_pixels, h, w, bottom, options.placement)
+            sky_key = ("image", Same(sky), space)
+            sky_pixels = cache.get("sky", sky_key, lambda: self._sky_in(sky, space) if isinstance(sky, SkyImage)
+                                   else convert(sky, SRGB, space))
+        placement_key = (sky_key, h, w, bottom, options.placement)
+        placed = cache.get("placement", placement_key, lambda: place_sky(sky_pixels, h, w, bottom, options.placement))
         report("blending the foreground")
-        comp, foreground = composite(photo, matte, placed, options.harmonisation)
+        harmonisation = options.harmonisation
+        blend_key = (options.matte, placement_key, replace_fields(harmonisation, reflection=0.0, haze=0.0))
+        comp, foreground = cache.get("composite", blend_key, lambda: composite(photo, matte, placed, harmonisation))
         report("adding reflections and haze")
-        guide = as_u8(photo)
-        found = {name: overlay.layer(photo.dtype) for name, overlay in (
-            ("reflection", reflection_overlay(guide, matte, placed, options.harmonisation.reflection)),
-            ("haze", haze_overlay(guide, matte, placed, options.harmonisation.haze))) if overlay is not None}
+        found = cache.get("overlays", (options.matte, placement_key, harmonisation.reflection, harmonisation.haze),
+                          lambda: self._overlays(photo, matte, placed, harmonisation))
         if not found:
             return ReplaceResult(photo, comp, matte, placed, foreground)
         final = blend_layers(comp, list(found.values()))
         return ReplaceResult(photo, final, matte, placed, foreground, reflection=found.get("reflection"),
                              haze=found.get("haze"), below_overlays=comp)
+
+    @staticmethod
+    def _overlays(photo: np.ndarray, matte: np.ndarray, placed: np.ndarray,
+                  harmonisation: Harmonisation) -> dict[str, np.ndarray]:
+        """The reflection in calm water and the horizon haze this photo gets, as straight-alpha layers."""
+        guide = as_u8(photo)
+        return {name: overlay.layer(photo.dtype) for name, overlay in (
+            ("reflection", reflection_overlay(guide, matte, placed, harmonisation.reflection)),
+            ("haze", haze_overlay(guide, matte, placed, harmonisation.haze))) if overlay is not None}
 
     def _sky_in(self, sky: SkyImage, space: ColourSpace) -> np.ndarray:
         """The sky photo's pixels in ``space``; the last conversion is kept (a batch shares one sky)."""

@@ -258,6 +258,40 @@ def test_replace_sky_layers_in_real_krita(krita_run: dict, tmp_path: Path) -> No
     check_replace_case(krita_run, tmp_path, [["ORIGINAL"]])
 
 
+def check_live_preview_cases(krita_run: dict, tmp_path: Path) -> None:
+    """The dialog's live preview: a first preview, a new picture after a slider move and after a gallery
+    sky, OK renders exactly the core's result for the previewed settings; a second Replace Sky reuses the
+    running core and Cancel after previews leaves the document as it was."""
+    report = _main(krita_run)
+    case = report["cases"]["preview"]
+    assert "error_text" not in case, case.get("error_text")
+    previews = case["previews"]
+    assert len(previews) == 3 and len(set(previews)) == 3, "the preview did not change after each setting"
+    assert case["first_preview_s"] is not None and len(case["update_s"]) == 2
+    assert case["core_starts"] == 1
+    original = case["before_tree"][0]
+    assert case["after_tree"] == [[GROUP_LAYER, "grouplayer", RESULT_LAYERS], original] and case["original_untouched"]
+    core = _core_outputs(krita_run, {"sky": "blue-cumulus", "recolour": 0.0, "relight": 0.8, "halo": 0.0,
+                                      "haze": 0.0, "device": "cpu"}, tmp_path)
+    out = krita_run["out"]
+    assert (out / "preview_mask.raw").read_bytes() == core["matte"]
+    assert (out / "preview_sky.bgra").read_bytes() == core["sky"]
+    assert (out / "preview_lighting.bgra").read_bytes() == core["lighting"]
+    assert (out / "krita-dialog.png").stat().st_size > 10_000, "no screenshot of the dialog"
+
+    again = report["cases"]["preview_again"]
+    assert "error_text" not in again, again.get("error_text")
+    assert again["core_starts"] == 1, "the second Replace Sky started another core"
+    assert again["trigger_to_preview_s"] < case["trigger_to_preview_s"], (again, case)
+    assert len(set(again["previews"])) == 2
+    assert again["after_tree"] == again["before_tree"] and again["original_untouched"]
+    assert again["modified"] is False, "Cancel after previews modified the document"
+
+
+def test_live_preview_dialog_in_real_krita(krita_run: dict, tmp_path: Path) -> None:
+    check_live_preview_cases(krita_run, tmp_path)
+
+
 def test_mask_only_in_real_krita(krita_run: dict) -> None:
     case = _main(krita_run)["cases"]["mask"]
     assert "error_text" not in case, case.get("error_text")
@@ -281,6 +315,7 @@ def test_cancel_and_core_error_in_real_krita(krita_run: dict) -> None:
     assert cancel["progress_seen"] and "error_text" not in cancel
     assert cancel["after_tree"] == cancel["before_tree"], "cancel left layers behind"
     assert cancel["seconds"] < 4, f"cancel took {cancel['seconds']} s"
+    assert cancel["original_untouched"]
     bad = report["cases"]["bad_sky"]
     assert "not_an_image.jpg" in bad.get("error_text", ""), bad
     assert bad["error_modal"] is False

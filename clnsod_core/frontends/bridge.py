@@ -25,6 +25,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -135,18 +136,27 @@ def parse_request(raw: bytes) -> Request:
     if data["options_digest"] != options_digest():
         raise RequestError("the plugin was installed from another CLN-SOD version (its option table differs); "
                            "reinstall it with install_plugin.py from this CLN-SOD")
-    offered = {o.name: o for o in on(BRIDGE)}
     icc_profile = _typed("icc_profile", data.get("icc_profile", False), bool)
-    unknown = set(data) - set(_REQUIRED) - set(offered) - {"icc_profile"}
+    unknown = set(data) - set(_REQUIRED) - set(_OFFERED_BY_NAME) - {"icc_profile"}
     if unknown:
         raise RequestError(f"unknown request field(s): {', '.join(sorted(unknown))}")
+    options = parse_options({key: value for key, value in data.items() if key in _OFFERED_BY_NAME})
+    return Request(data["width"], data["height"], data["pixel_format"], options, icc_profile)
+
+
+def parse_options(data: dict[str, Any]) -> dict[str, Any]:
+    """Every option a request may carry, type-checked, with the table's defaults for those not given;
+    RequestError for an unknown key or a value of the wrong type."""
+    unknown = set(data) - set(_OFFERED_BY_NAME)
+    if unknown:
+        raise RequestError(f"unknown option(s): {', '.join(sorted(unknown))}")
     options = {}
-    for name, opt in offered.items():
+    for name, opt in _OFFERED_BY_NAME.items():
         value = data.get(name, opt.default)
         options[name] = value if value is None and opt.default is None else _typed(name, value, _JSON_TYPES[opt.kind])
         if opt.kind == "choice" and options[name] not in opt.choices:
             raise RequestError(f"{name} must be one of {', '.join(opt.choices)}")
-    return Request(data["width"], data["height"], data["pixel_format"], options, icc_profile)
+    return options
 
 
 def decode_pixels(raw: bytes, request: Request) -> np.ndarray:
@@ -210,20 +220,69 @@ def _write(job_dir: Path, key: str, data: bytes) -> str:
 NO_SKY_DONE: dict[str, Any] = {"done": True, "sky_found": False, "files": {}}
 
 
-def run_job(job_dir: Path) -> dict[str, Any]:
-    """Do the work; returns the ``done`` event. Raises RequestError or a user-facing error."""
+@dataclass(frozen=True)
+class LoadedJob:
+    """A job folder's request, photo (RGB, 8 or 16 bits) and colour space, checked."""
+
+    request: Request
+    photo: np.ndarray
+    icc: bytes | None
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.request.options["max_megapixels"] * 1e6)
+
+
+def load_job(job_dir: Path) -> LoadedJob:
+    """Read and check a job folder; RequestError for a malformed one, ValueError for an unusable image."""
     check_job_dir(job_dir)
     request = parse_request(_read_private(job_dir / "request.json", MAX_REQUEST_BYTES))
     opts = request.options
-    max_pixels = int(opts["max_megapixels"] * 1e6)
-    if request.width * request.height > max_pixels:
+    if request.width * request.height > int(opts["max_megapixels"] * 1e6):
         raise ValueError(f"image too large ({request.width}x{request.height}); limit {opts['max_megapixels']:g} MP")
     photo = decode_pixels(_read_private(job_dir / "input.raw"), request)
-    icc = read_profile(job_dir, request)
+    return LoadedJob(request, photo, read_profile(job_dir, request))
+
+
+REPLACE_STAGES = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65,
+                  "adding reflections and haze": 0.72}  # progress reported when each stage starts
+
+
+def write_results(job_dir: Path, pixel_format: str, result: Any, report: Callable[..., None] = emit) -> dict[str, Any]:
+    """The layers of a ``ReplaceResult`` written into the job folder; returns the ``done`` event.
+    ``report`` gets the progress event (stdout here, the connection in the core server)."""
+    from clnsod_core.compositing.compose import lowest_sky_line
+
+    if not result.sky_found:
+        return NO_SKY_DONE
+    report(progress=0.8, stage="building the layers")
+    layers = result.editor_layers()
+    lighting = layers.lighting
+    files = {
+        "matte": _write(job_dir, "matte", layers.matte.tobytes()),
+        "sky": _write(job_dir, "sky", encode_pixels(layers.sky, None, pixel_format)),
+        "lighting": _write(job_dir, "lighting", encode_pixels(lighting[..., :3], lighting[..., 3], pixel_format)),
+    }
+    for name, layer in layers.overlays().items():  # reflection, haze: only when the photo has them
+        files[name] = _write(job_dir, name, encode_pixels(layer[..., :3], layer[..., 3], pixel_format))
+    return {"done": True, "sky_found": True, "files": files, "sky_line": lowest_sky_line(result.matte)}
+
+
+def write_matte(job_dir: Path, matte: np.ndarray, sky_found: bool) -> dict[str, Any]:
+    """Mask mode's one output; returns the ``done`` event."""
+    from clnsod_core.arrays import to_u8
+
+    if not sky_found:
+        return NO_SKY_DONE
+    return {"done": True, "sky_found": True, "files": {"matte": _write(job_dir, "matte", to_u8(matte).tobytes())}}
+
+
+def run_job(job_dir: Path) -> dict[str, Any]:
+    """Do the work; returns the ``done`` event. Raises RequestError or a user-facing error."""
+    job = load_job(job_dir)
+    opts = job.request.options
     emit(progress=0.02, stage="loading the CLN-SOD model")
     # Heavy imports after the request is known to be sane: a bad request fails in well under a second.
-    from clnsod_core.arrays import to_u8
-    from clnsod_core.compositing.compose import lowest_sky_line
     from clnsod_core.imaging.colour import ColourSpace
     from clnsod_core.masking.inference import SkyMasker
     from clnsod_core.replace import ReplaceOptions, SkyReplacer, load_sky
@@ -232,33 +291,15 @@ def run_job(job_dir: Path) -> dict[str, Any]:
     tune_allocator()
     options = ReplaceOptions.from_flat(opts)
     options.validate()
-    sky = load_sky(opts["sky"], max_pixels) if opts["mode"] == "replace" else None
-    replacer = SkyReplacer(SkyMasker(opts["weights"], device=opts["device"], max_pixels=max_pixels))
-    space = ColourSpace(icc)
+    sky = load_sky(opts["sky"], job.max_pixels) if opts["mode"] == "replace" else None
+    replacer = SkyReplacer(SkyMasker(opts["weights"], device=opts["device"], max_pixels=job.max_pixels))
+    space = ColourSpace(job.icc)
     if sky is None:
         emit(progress=0.2, stage="computing the sky matte")
-        matte, sky_found = replacer.mask(photo, options.matte, space)
-        if not sky_found:
-            return NO_SKY_DONE
-        return {"done": True, "sky_found": True, "files": {"matte": _write(job_dir, "matte", to_u8(matte).tobytes())}}
-
-    stages = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65,
-              "adding reflections and haze": 0.72}
-    result = replacer.replace(photo, sky, options, on_stage=lambda stage: emit(progress=stages[stage], stage=stage),
-                              space=space)
-    if not result.sky_found:
-        return NO_SKY_DONE
-    emit(progress=0.8, stage="building the layers")
-    layers = result.editor_layers()
-    lighting = layers.lighting
-    files = {
-        "matte": _write(job_dir, "matte", layers.matte.tobytes()),
-        "sky": _write(job_dir, "sky", encode_pixels(layers.sky, None, request.pixel_format)),
-        "lighting": _write(job_dir, "lighting", encode_pixels(lighting[..., :3], lighting[..., 3], request.pixel_format)),
-    }
-    for name, layer in layers.overlays().items():  # reflection, haze: only when the photo has them
-        files[name] = _write(job_dir, name, encode_pixels(layer[..., :3], layer[..., 3], request.pixel_format))
-    return {"done": True, "sky_found": True, "files": files, "sky_line": lowest_sky_line(result.matte)}
+        return write_matte(job_dir, *replacer.mask(job.photo, options.matte, space))
+    result = replacer.replace(job.photo, sky, options, space=space,
+                              on_stage=lambda stage: emit(progress=REPLACE_STAGES[stage], stage=stage))
+    return write_results(job_dir, job.request.pixel_format, result)
 
 
 def option_table() -> dict[str, Any]:
@@ -274,6 +315,7 @@ def options_digest() -> str:
     return _DIGEST
 
 
+_OFFERED_BY_NAME = {o.name: o for o in on(BRIDGE)}
 _OFFERED = [o.to_data() for o in on(BRIDGE)]  # the table is fixed for the process: described and hashed once
 _DIGEST = hashlib.sha256(json.dumps(_OFFERED, sort_keys=True).encode("utf-8")).hexdigest()
 

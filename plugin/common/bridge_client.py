@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -493,3 +494,371 @@ def stop(process: "subprocess.Popen[str]") -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+# -- the core that stays up (PROTOCOL.md, "The core that stays up") ------------------------------------
+
+SERVER_MODULE = "clnsod_core.frontends.core_server"
+CORE_START_TIMEOUT_S = 120.0
+PREVIEW_SIDE = 1000  # long side of the live preview (screen resolution)
+RESTARTED_MESSAGE = "the CLN-SOD core had stopped and was restarted"
+
+
+class CoreGone(BridgeError):
+    """The core process went away in the middle of a request (crashed, killed, out of memory)."""
+
+
+def core_socket_path(editor: str, editor_pid: int) -> str:
+    """One core per editor process, in a folder only this user can open (created 0700 here)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    folder = os.path.join(base, f"clnsod-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not os.path.isdir(folder):
+        raise BridgeError(f"{folder} must be a folder private to you (mode 0700); remove it and try again")
+    return os.path.join(folder, f"core-{editor}-{editor_pid}.sock")
+
+
+class CoreClient:
+    """The plugin's end of the core that stays up for the editor session.
+
+    ``call`` is blocking (the dialogs call it from a worker thread, ``BackgroundCore``): it starts the
+    core on first use (or after a crash), sends one request and returns the final answer, handing
+    progress lines to ``on_progress``. The core exits by itself when the editor process goes away.
+    """
+
+    def __init__(self, python: str, editor: str, editor_pid: int) -> None:
+        self.python, self.editor, self.editor_pid = python, editor, editor_pid
+        self.path = core_socket_path(editor, editor_pid)
+        self.log = self.path[:-len(".sock")] + ".log"
+        self._sock: Optional[Any] = None
+        self._stream: Optional[Any] = None
+        self._process: Optional["subprocess.Popen[bytes]"] = None
+        self._ids = 0
+        self._send_lock = threading.Lock()
+        self.current: Optional[int] = None  # id of the request in flight
+        self.starts = 0  # core processes this client started (1 for a whole editor session unless one crashed)
+
+    def _connect(self) -> bool:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            return False
+        self._sock, self._stream = sock, sock.makefile("rb")
+        return True
+
+    def ensure(self) -> bool:
+        """Connected to a running core; starts one if none answers. True when a core was started."""
+        if self._sock is not None:
+            return False
+        if self._connect():
+            return False
+        if self._process is not None:
+            self._process.poll()  # reap a core that died
+        with open(self.log, "ab") as log:
+            try:
+                self._process = subprocess.Popen(
+                    [self.python, "-m", SERVER_MODULE, "--socket", self.path, "--watch-pid", str(self.editor_pid)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=core_environment(),
+                    start_new_session=True, close_fds=True)
+            except OSError as exc:
+                raise BridgeError(f"cannot start the CLN-SOD core {self.python}: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + CORE_START_TIMEOUT_S
+        while not self._connect():
+            code = self._process.poll()
+            if code is not None or time.monotonic() > deadline:
+                raise BridgeError(failure_message(code, self.log_tail()))
+            time.sleep(0.05)
+        self.starts += 1
+        return True
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 4000))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def call(self, op: str, on_progress: Optional[Callable[[Event], None]] = None,
+             cancelled: Optional[threading.Event] = None, **fields: Any) -> Dict[str, Any]:
+        """One request; the final answer (``done``, ``cancelled`` or ``superseded``). BridgeError for
+        an ``error`` answer, CoreGone when the core dies meanwhile (the next call restarts it).
+        ``cancelled``: set by the UI thread to stop this request, even before it is sent."""
+        self.ensure()
+        with self._send_lock:
+            self._ids += 1
+            request_id = self.current = self._ids
+            self._send(dict(fields, op=op, id=request_id))
+            if cancelled is not None and cancelled.is_set():
+                self._send({"op": "cancel", "request": request_id})
+        try:
+            while True:
+                try:
+                    line = self._stream.readline() if self._stream is not None else b""
+                except OSError:  # reset by a core that died
+                    line = b""
+                if not line:
+                    self.disconnect()
+                    raise CoreGone(failure_message(self._process.poll() if self._process else None, self.log_tail()))
+                try:
+                    answer = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(answer, dict) or answer.get("id") != request_id:
+                    continue
+                if "error" in answer:
+                    raise BridgeError(str(answer["error"]))
+                if "progress" in answer:
+                    event = parse_event(json.dumps(answer))
+                    if on_progress is not None and event is not None:
+                        on_progress(event)
+                    continue
+                return answer
+        finally:
+            self.current = None
+
+    def _send(self, message: Dict[str, Any]) -> None:
+        try:
+            assert self._sock is not None
+            self._sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
+        except (OSError, AssertionError):
+            self.disconnect()
+            raise CoreGone(failure_message(self._process.poll() if self._process else None, self.log_tail())) from None
+
+    def cancel(self) -> None:
+        """Ask the core to stop the request in flight (it answers ``cancelled`` at its next stage)."""
+        request_id = self.current
+        if request_id is None or self._sock is None:
+            return
+        with self._send_lock:
+            try:
+                self._sock.sendall((json.dumps({"op": "cancel", "request": request_id}) + "\n").encode("utf-8"))
+            except OSError:
+                pass
+
+    def disconnect(self) -> None:
+        """Close this end; the core forgets this connection's sessions and deletes their job folders."""
+        for closing in (self._stream, self._sock):
+            try:
+                if closing is not None:
+                    closing.close()
+            except OSError:
+                pass
+        self._sock = self._stream = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One preview answer: 8-bit sRGB RGB rows of ``width`` x ``height``."""
+
+    width: int
+    height: int
+    rgb: bytes
+    sky_found: bool
+    recomputed: Tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+class PhotoSession:
+    """One photo open in the dialog, held by the core: previews while settings change, then the
+    full-resolution render with the last settings. Blocking calls (see BackgroundCore)."""
+
+    def __init__(self, client: CoreClient, job: Job, preview_side: int = PREVIEW_SIDE) -> None:
+        self.client, self.job, self.preview_side = client, job, preview_side
+        self.id: Optional[str] = None
+        self.original: Optional[Preview] = None  # the photo as previewed, for the before/after toggle
+        self.notice = ""  # set when the core had to be restarted
+        self.stop = threading.Event()  # set by cancel_render (UI thread)
+
+    def open(self) -> Preview:
+        """Hand the photo to the core; returns the photo as previewed (the "before" picture)."""
+        answer = self.client.call("open", job=self.job.dir, preview_side=self.preview_side)
+        self.id = str(answer["session"])
+        self.original = Preview(int(answer["width"]), int(answer["height"]),
+                                self._read("original.rgb", int(answer["width"]), int(answer["height"])), True)
+        return self.original
+
+    def _again(self, call: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+        """``call``, and once more after reopening the session in a restarted core if it crashed."""
+        try:
+            return call()
+        except CoreGone:
+            self.open()
+            self.notice = RESTARTED_MESSAGE
+            return call()
+
+    def preview(self, options: Mapping[str, object]) -> Optional[Preview]:
+        """The result for ``options`` at preview size; None when a newer request superseded it."""
+        if self.id is None:
+            self.open()
+        answer = self._again(lambda: self.client.call("preview", session=self.id, options=dict(options)))
+        if answer.get("superseded") or answer.get("cancelled"):
+            return None
+        w, h = int(answer["width"]), int(answer["height"])
+        return Preview(w, h, self._read("preview.rgb", w, h), answer.get("sky_found") is not False,
+                       tuple(answer.get("recomputed") or ()), float(answer.get("seconds") or 0))
+
+    def render(self, options: Mapping[str, object], on_progress: Callable[[Event], None]) -> Event:
+        """The full-resolution layers written into the job folder: the ``done`` event (or
+        ``cancelled`` as an error event with message "cancelled")."""
+        if self.stop.is_set():
+            return Event("error", message="cancelled")
+        if self.id is None:
+            self.open()
+        answer = self._again(lambda: self.client.call("render", on_progress, self.stop, session=self.id,
+                                                      options=dict(options)))
+        if answer.get("cancelled"):
+            return Event("error", message="cancelled")
+        event = parse_event(json.dumps(answer))
+        return event if event is not None else Event("error", message="the core gave no answer")
+
+    def cancel_render(self) -> None:
+        """From the UI thread: stop the render, whether it is running, queued or not sent yet."""
+        self.stop.set()
+        self.client.cancel()
+
+    def close(self) -> None:
+        """Forget the photo in the core and delete the job folder."""
+        try:
+            if self.id is not None and self.client._sock is not None:
+                self.client.call("close", session=self.id)
+        except BridgeError:
+            pass
+        self.id = None
+        self.job.cleanup()
+
+    def _read(self, name: str, width: int, height: int) -> bytes:
+        try:
+            with open(os.path.join(self.job.dir, name), "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise BridgeError(f"the core did not write {name} ({exc})") from None
+        if len(data) != width * height * 3:
+            raise BridgeError(f"the core's {name} has the wrong size ({len(data)} bytes)")
+        return data
+
+
+class BackgroundCore:
+    """Runs a PhotoSession's blocking calls on one worker thread, so the editor never freezes.
+
+    Results come back through ``post`` (the editor's way to run a function on its UI thread: a
+    queued Qt signal in Krita, GLib.idle_add in GIMP). Previews coalesce: while one runs, further
+    requests only replace the pending settings, and the newest settings are previewed next.
+    """
+
+    def __init__(self, post: Callable[[Callable[[], None]], None]) -> None:
+        self._post = post
+        self._tasks: List[Callable[[], None]] = []
+        self._wake = threading.Condition()
+        self._pending: Optional[Tuple[Mapping[str, object], Callable[..., None], Callable[[str], None]]] = None
+        self._stopped = False
+        self.busy = False
+        threading.Thread(target=self._loop, name="clnsod-core-client", daemon=True).start()
+
+    def submit(self, work: Callable[[], Any], on_done: Callable[[Any], None], on_error: Callable[[str], None]) -> None:
+        """Run ``work`` in the background; ``on_done(result)`` or ``on_error(message)`` on the UI thread."""
+        def task() -> None:
+            try:
+                result = work()
+            except BridgeError as exc:
+                message = str(exc)
+                self._post(lambda: on_error(message))
+                return
+            except Exception as exc:  # noqa: BLE001 - a bug must reach the user, never kill the worker
+                message = f"internal error in the plugin: {type(exc).__name__}: {exc}"
+                self._post(lambda: on_error(message))
+                return
+            self._post(lambda: on_done(result))
+
+        with self._wake:
+            self._tasks.append(task)
+            self._wake.notify()
+
+    def preview(self, session: PhotoSession, options: Mapping[str, object], on_done: Callable[[Any], None],
+                on_error: Callable[[str], None]) -> None:
+        """Preview ``options``; only the newest of the requests made while one runs is computed."""
+        with self._wake:
+            queued = self._pending is not None
+            self._pending = (dict(options), on_done, on_error)
+        if not queued:
+            self.submit(lambda: self._take_pending(session), self._deliver, lambda message: None)
+
+    def _take_pending(self, session: PhotoSession) -> Any:
+        with self._wake:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        options, on_done, on_error = pending
+        try:
+            return (session.preview(options), on_done)
+        except BridgeError as exc:
+            return (exc, on_error)
+
+    @staticmethod
+    def _deliver(result: Any) -> None:
+        if result is None:
+            return
+        value, callback = result
+        callback(str(value) if isinstance(value, BridgeError) else value)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._tasks and not self._stopped:
+                    self._wake.wait()
+                if self._stopped and not self._tasks:
+                    return
+                task = self._tasks.pop(0)
+                self.busy = True
+            try:
+                task()
+            finally:
+                self.busy = False
+
+    def stop(self) -> None:
+        """No further tasks; the worker ends after the queued ones."""
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+
+
+# -- looks: named settings the artist saves and picks again --------------------------------------------
+
+def looks_from_text(text: Optional[str], table: OptionTable) -> Dict[str, Dict[str, Any]]:
+    """Saved looks ({name: dialog options}) from their JSON; unusable entries and values are dropped
+    key by key (looks saved by another version may hold options this core no longer has)."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    looks: Dict[str, Dict[str, Any]] = {}
+    for name, values in data.items():
+        if not isinstance(name, str) or not name.strip() or not isinstance(values, dict):
+            continue
+        kept: Dict[str, Any] = {}
+        for key in table.dialog_keys:
+            if key in values:
+                try:
+                    table.validate(dict(kept, **{key: values[key]}))
+                except (BridgeError, TypeError, ValueError):
+                    continue
+                kept[key] = values[key]
+        looks[name.strip()] = kept
+    return looks
+
+
+def looks_to_text(looks: Mapping[str, Mapping[str, Any]]) -> str:
+    return json.dumps({name: dict(values) for name, values in sorted(looks.items())}, sort_keys=True)
+
+
+def look_of(options: Mapping[str, object], table: OptionTable) -> Dict[str, Any]:
+    """What a look keeps of the dialog's options: everything the dialog shows except the device."""
+    return {key: options[key] for key in table.dialog_keys if key in options and key != "device"}

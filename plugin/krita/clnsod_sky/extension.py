@@ -1,21 +1,27 @@
-"""The Replace Sky action: dialog -> job -> core process (async, cancellable) -> layers.
+"""The Replace Sky action: dialog with live preview -> full render -> layers.
 
-Errors are shown non-modally (a message box that does not block, plus a floating message on the
-canvas), so nothing waits on the user and a headless run can never hang on a dialog.
+The core stays up for the Krita session (``bridge_client.CoreClient``: started on first use, exits
+with Krita); its calls run on a worker thread (``BackgroundCore``) and come back to Krita's UI thread
+through a queued signal, so Krita never waits on the core. Errors are shown non-modally (a message
+box that does not block, plus a floating message on the canvas), so a headless run never hangs.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import traceback
+from collections.abc import Callable
 
 from krita import Document, Extension, Krita, Node
-from PyQt5.QtCore import Qt
+from PyQt5.QtCore import QObject, Qt, pyqtSignal
 from PyQt5.QtWidgets import QApplication, QMessageBox, QProgressDialog, QWidget
 
 from . import bridge_client
 from .dialog import ReplaceSkyDialog, make_non_blocking
 from .layers import add_mask_result, add_replace_result
 from .options import (
+    LOOKS_KEY,
     SETTINGS_GROUP,
     SETTINGS_KEY,
     build_options,
@@ -25,7 +31,6 @@ from .options import (
 )
 from .pixels import PIXEL_FORMATS, color_space_problem, matte_coverage
 from .profile import document_profile
-from .runner import CoreRun
 
 ACTION_ID = "clnsod_replace_sky"
 ERROR_BOX_NAME = "clnsod_error"
@@ -34,12 +39,34 @@ TITLE = "Replace Sky (CLN-SOD)"
 PLUGIN_DIR = bridge_client.plugin_dir_of(__file__)
 
 
+class UiCalls(QObject):
+    """Runs functions handed over from the worker thread on Krita's UI thread (a queued signal)."""
+
+    call = pyqtSignal(object)
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self.call.connect(self._run, Qt.QueuedConnection)
+
+    def _run(self, function: Callable[[], None]) -> None:
+        try:
+            function()
+        except Exception:  # noqa: BLE001 - a failure in a callback must not reach Krita's modal excepthook
+            traceback.print_exc()
+
+    def post(self, function: Callable[[], None]) -> None:
+        self.call.emit(function)
+
+
 class ReplaceSkyExtension(Extension):
-    """Adds Tools > Scripts > Replace Sky; one run at a time."""
+    """Adds Tools > Scripts > Replace Sky; one photo at a time."""
 
     def __init__(self, parent) -> None:
         super().__init__(parent)
-        self._run: CoreRun | None = None
+        self._ui = UiCalls(self)
+        self._worker = bridge_client.BackgroundCore(self._ui.post)
+        self._client: bridge_client.CoreClient | None = None
+        self._session: bridge_client.PhotoSession | None = None
         self._progress: QProgressDialog | None = None
         self._doc: Document | None = None
         self._source: Node | None = None
@@ -47,6 +74,8 @@ class ReplaceSkyExtension(Extension):
         self._error_box: QMessageBox | None = None
         self._table: bridge_client.OptionTable | None = None
         self._dialog: ReplaceSkyDialog | None = None
+        self._opened_at = 0.0
+        self.timings: dict[str, float] = {}  # seconds from the action to the dialog's first pictures (tests)
 
     def setup(self) -> None:
         pass
@@ -90,35 +119,54 @@ class ReplaceSkyExtension(Extension):
             self._table = bridge_client.load_option_table(PLUGIN_DIR)
         return self._table
 
+    def core_client(self, python: str) -> bridge_client.CoreClient:
+        """The client of the core that serves this Krita process (started on first use)."""
+        if self._client is None or self._client.python != python:
+            self._client = bridge_client.CoreClient(python, "krita", os.getpid())
+        return self._client
+
     def open_dialog(self) -> None:
-        if self._run is not None:
-            self.show_message("a sky replacement is already running; wait for it or cancel it")
+        if self._session is not None:
+            self.show_message("a sky replacement is already open or running; finish or cancel it first")
             return
+        self._opened_at = time.monotonic()
+        session = None
         try:
-            self._check_document()
+            doc, node = self._check_document()
             table = self.option_table()
+            python = bridge_client.core_python(PLUGIN_DIR)
+            stored = options_from_settings(Krita.instance().readSetting(SETTINGS_GROUP, SETTINGS_KEY, ""), table)
+            pixels = bytes(node.pixelData(0, 0, doc.width(), doc.height()))
+            job = bridge_client.Job(doc.width(), doc.height(), PIXEL_FORMATS[doc.colorDepth()], pixels, stored,
+                                    table, icc_profile=document_profile(doc))
+            session = bridge_client.PhotoSession(self.core_client(python), job)
         except bridge_client.BridgeError as exc:
             self.show_message(str(exc))
             return
-        skies, sky_note = self._list_skies(table)
-        stored = options_from_settings(Krita.instance().readSetting(SETTINGS_GROUP, SETTINGS_KEY, ""), table)
-        dialog = ReplaceSkyDialog(table, dialog_values_from(stored, table, skies), self._main_window(), skies, sky_note)
+        skies, sky_note = self._list_skies(table, python)
+        looks = self._looks(table)
+        dialog = ReplaceSkyDialog(table, dialog_values_from(stored, table, skies), self._main_window(), skies,
+                                  sky_note, sorted(looks))
         make_non_blocking(dialog)
         # Held here and connected to bound methods, never to a lambda holding the dialog: PyQt's
         # garbage collector can free such a lambda (a cycle through its own sender) while the dialog
         # is open, and Krita then crashes when OK calls it.
-        self._dialog = dialog
+        self._dialog, self._session, self._doc, self._source = dialog, session, doc, node
+        self.timings = {}
         dialog.accepted.connect(self._accepted)
+        dialog.rejected.connect(self._rejected)
+        dialog.request_preview.connect(self._preview)
+        dialog.save_look.connect(self._save_look)
+        dialog.delete_look.connect(self._delete_look)
+        dialog.picked_look.connect(self._pick_look)
         dialog.destroyed.connect(self._forget_dialog)
+        dialog.set_busy("Starting the CLN-SOD core..." if session.client.starts == 0 else "Opening the photo...")
+        self._worker.submit(session.open, self._on_opened, self._on_preview_failed)
         dialog.open()
 
-    def _list_skies(self, table: bridge_client.OptionTable) -> tuple:
+    def _list_skies(self, table: bridge_client.OptionTable, python: str) -> tuple:
         """Presets and the user's library with thumbnails, asked of the core each time (skies may have
         been added since); the presets alone, and why, if that fails."""
-        try:
-            python = bridge_client.core_python(PLUGIN_DIR)
-        except bridge_client.BridgeError as exc:
-            return bridge_client.preset_choices(table), str(exc)
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             return bridge_client.list_skies(python, table)
@@ -128,19 +176,102 @@ class ReplaceSkyExtension(Extension):
     def _forget_dialog(self) -> None:
         self._dialog = None
 
-    def _accepted(self) -> None:
+    # -- previews -------------------------------------------------------------------------------------
+
+    def _on_opened(self, original: bridge_client.Preview) -> None:
+        self.timings["original_s"] = round(time.monotonic() - self._opened_at, 3)
+        if self._dialog is not None:
+            self._dialog.show_original(original)
+
+    def _preview(self) -> None:
+        dialog, session = self._dialog, self._session
+        if dialog is None or session is None:
+            return
+        try:
+            options = build_options(dialog.values(), dialog.table, dialog.skies)
+        except bridge_client.BridgeError as exc:
+            dialog.show_message(str(exc))
+            return
+        dialog.set_busy("Updating the preview...")
+        self._worker.preview(session, options, self._on_preview, self._on_preview_failed)
+
+    def _on_preview(self, preview: bridge_client.Preview | None) -> None:
+        if preview is None or self._dialog is None or self._session is None:
+            return
+        self.timings.setdefault("first_preview_s", round(time.monotonic() - self._opened_at, 3))
+        self._dialog.show_preview(preview, self._session.notice)
+        self._session.notice = ""
+
+    def _on_preview_failed(self, message: str) -> None:
+        if self._dialog is not None:
+            self._dialog.show_message(message)
+
+    # -- looks ----------------------------------------------------------------------------------------
+
+    def _looks(self, table: bridge_client.OptionTable) -> dict:
+        return bridge_client.looks_from_text(Krita.instance().readSetting(SETTINGS_GROUP, LOOKS_KEY, ""), table)
+
+    def _save_look(self, name: str) -> None:
         dialog = self._dialog
         if dialog is None:
             return
         try:
             options = build_options(dialog.values(), dialog.table, dialog.skies)
         except bridge_client.BridgeError as exc:
+            dialog.show_message(str(exc))
+            return
+        looks = self._looks(dialog.table)
+        looks[name] = bridge_client.look_of(options, dialog.table)
+        Krita.instance().writeSetting(SETTINGS_GROUP, LOOKS_KEY, bridge_client.looks_to_text(looks))
+        dialog.set_looks(sorted(looks))
+        dialog.looks.setCurrentIndex(dialog.looks.findData(name))
+
+    def _delete_look(self, name: str) -> None:
+        dialog = self._dialog
+        if dialog is None:
+            return
+        looks = self._looks(dialog.table)
+        looks.pop(name, None)
+        Krita.instance().writeSetting(SETTINGS_GROUP, LOOKS_KEY, bridge_client.looks_to_text(looks))
+        dialog.set_looks(sorted(looks))
+
+    def _pick_look(self, name: str) -> None:
+        dialog = self._dialog
+        if dialog is None:
+            return
+        look = self._looks(dialog.table).get(name, {})
+        try:
+            current = build_options(dialog.values(), dialog.table, dialog.skies)
+        except bridge_client.BridgeError:
+            current = {}
+        dialog.set_values(dialog_values_from(dict(current, **look), dialog.table, dialog.skies))
+
+    # -- the full-resolution render ---------------------------------------------------------------------
+
+    def _rejected(self) -> None:
+        """Cancel: nothing was added to the document; the core forgets the photo, the job folder goes."""
+        session, self._session = self._session, None
+        self._doc = self._source = None
+        if session is not None:
+            self._worker.submit(session.close, lambda _none: None, lambda _message: None)
+
+    def _accepted(self) -> None:
+        dialog, session = self._dialog, self._session
+        if dialog is None or session is None:
+            return
+        try:
+            options = build_options(dialog.values(), dialog.table, dialog.skies)
+            self._check_document()
+        except bridge_client.BridgeError as exc:
+            self._rejected()
             self.show_message(str(exc))
             return
         Krita.instance().writeSetting(SETTINGS_GROUP, SETTINGS_KEY, settings_text(options, dialog.table))
-        self.start(options)
-
-    # -- the run --------------------------------------------------------------------------------------
+        self._options = options
+        self._progress = self._make_progress()
+        post = self._ui.post
+        self._worker.submit(lambda: session.render(options, lambda event: post(lambda: self._on_progress(event))),
+                            self._on_rendered, self._on_failed)
 
     def _check_document(self) -> tuple:
         doc = Krita.instance().activeDocument()
@@ -156,34 +287,8 @@ class ReplaceSkyExtension(Extension):
             raise bridge_client.BridgeError("select the photo's paint layer in the Layers docker first")
         return doc, node
 
-    def start(self, options: dict[str, object]) -> None:
-        """Read the active layer, write the job and start the core; returns at once."""
-        job: bridge_client.Job | None = None
-        try:
-            doc, node = self._check_document()
-            python = bridge_client.core_python(PLUGIN_DIR)
-            pixels = bytes(node.pixelData(0, 0, doc.width(), doc.height()))
-            job = bridge_client.Job(doc.width(), doc.height(), PIXEL_FORMATS[doc.colorDepth()], pixels, options,
-                                    self.option_table(), icc_profile=document_profile(doc))
-        except bridge_client.BridgeError as exc:
-            if job is not None:
-                job.cleanup()
-            self.show_message(str(exc))
-            return
-        self._doc, self._source, self._options = doc, node, options
-        run = CoreRun(job, python, self)
-        run.progress.connect(self._on_progress)
-        # Queued: the layers are built from the event loop, not from inside QProcess's finished signal.
-        run.succeeded.connect(self._on_succeeded, Qt.QueuedConnection)
-        run.no_sky.connect(self._on_no_sky, Qt.QueuedConnection)
-        run.failed.connect(self._on_failed, Qt.QueuedConnection)
-        run.cancelled.connect(self._on_cancelled, Qt.QueuedConnection)
-        self._run = run
-        self._progress = self._make_progress()
-        run.start()
-
     def _make_progress(self) -> QProgressDialog:
-        progress = QProgressDialog("Starting the CLN-SOD core...", "Cancel", 0, 1000, self._main_window())
+        progress = QProgressDialog("Rendering at full resolution...", "Cancel", 0, 1000, self._main_window())
         progress.setObjectName(PROGRESS_NAME)
         progress.setWindowTitle(TITLE)
         progress.setWindowModality(Qt.NonModal)  # Krita stays usable while the core works
@@ -196,42 +301,44 @@ class ReplaceSkyExtension(Extension):
         return progress
 
     def cancel(self) -> None:
-        if self._run is not None:
+        if self._session is not None:
             if self._progress is not None:
                 self._progress.setLabelText("Cancelling...")
-            self._run.cancel()
+            self._session.cancel_render()
 
-    def _on_progress(self, fraction: float, stage: str) -> None:
+    def _on_progress(self, event: bridge_client.Event) -> None:
         if self._progress is not None:
-            self._progress.setValue(int(fraction * 1000))
-            self._progress.setLabelText(stage[:1].upper() + stage[1:] + "...")
-
-    def _on_cancelled(self) -> None:
-        self._end_run()
+            self._progress.setValue(int(event.fraction * 1000))
+            self._progress.setLabelText(event.message[:1].upper() + event.message[1:] + "...")
 
     def _on_failed(self, message: str) -> None:
         self._end_run()
         self.show_message(message)
 
-    def _on_no_sky(self) -> None:
-        """No layers for a photo without sky (empty layers would only confuse): say so instead."""
-        self._end_run()
-        self.show_message(bridge_client.NO_SKY_MESSAGE, QMessageBox.Information)
-
-    def _on_succeeded(self, files: dict) -> None:
-        run, doc, node = self._run, self._doc, self._source
+    def _on_rendered(self, event: bridge_client.Event) -> None:
+        session, doc, node = self._session, self._doc, self._source
         try:
-            if run is None or doc is None or node is None:
+            if event.kind == "error":
+                self._end_run()
+                if event.message != "cancelled":
+                    self.show_message(event.message)
+                return
+            if not event.sky_found:  # no layers for a photo without sky: say so instead
+                self._end_run()
+                self.show_message(bridge_client.NO_SKY_MESSAGE, QMessageBox.Information)
+                return
+            if session is None or doc is None or node is None:
                 return
             if not any(open_doc == doc for open_doc in Krita.instance().documents()):
                 raise bridge_client.BridgeError("the document was closed before the new sky was ready")
-            matte = run.job.read_output("matte")
+            job = session.job
+            matte = job.read_output("matte")
             if self._options.get("mode") == "mask":
                 add_mask_result(doc, node, matte)
                 summary = "sky mask added and the sky selected"
             else:
-                add_replace_result(doc, node, matte, run.job.read_output("sky"), run.job.read_output("lighting"),
-                                   run.job.read_overlays(files))
+                add_replace_result(doc, node, matte, job.read_output("sky"), job.read_output("lighting"),
+                                   job.read_overlays(event.files or {}))
                 summary = "new sky added"
             coverage = matte_coverage(matte)
             window = Krita.instance().activeWindow()
@@ -251,14 +358,10 @@ class ReplaceSkyExtension(Extension):
         self._end_run()
 
     def _end_run(self) -> None:
-        """Close the progress dialog, delete the job folder, allow the next run."""
+        """Close the progress dialog; the core forgets the photo and the job folder is deleted."""
         if self._progress is not None:
             self._progress.canceled.disconnect(self.cancel)  # closing a QProgressDialog emits canceled
             self._progress.close()
             self._progress.deleteLater()
             self._progress = None
-        if self._run is not None:
-            self._run.job.cleanup()
-            self._run.deleteLater()
-            self._run = None
-        self._doc = self._source = None
+        self._rejected()

@@ -16,6 +16,7 @@ from .bridge_client import OptionTable, SkyChoice
 SKY_FILE_CHOICE = "image file..."  # the sky-combo entry that means "use the file field"
 SETTINGS_GROUP = "clnsod_sky"
 SETTINGS_KEY = "options"
+LOOKS_KEY = "looks"  # saved looks: {name: options}, JSON
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ import time
 import traceback
 
 from krita import Extension, InfoObject, Krita
-from PyQt5.QtCore import QTimer
+from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtWidgets import (
     QApplication,
     QDialogButtonBox,
+    QLabel,
+    QListWidget,
     QMessageBox,
     QPushButton,
     QWidget,
@@ -177,28 +179,19 @@ class Case:
         action.trigger()
         return True
 
-    def fill_dialog(self):
+    def fill_dialog(self, press_ok=True, cancel_at_once=False):
         dialog = find_widget("clnsod_replace_sky_dialog")
         if dialog is None:
             return False
-        for key, value in self.settings.items():
-            widget = dialog.findChild(QWidget, key)
-            if widget is None:
-                raise RuntimeError(f"dialog has no widget {key}")
-            if hasattr(widget, "setValue"):
-                widget.setValue(value)
-            elif hasattr(widget, "findData"):
-                index = widget.findData(value)
-                if index < 0:
-                    raise RuntimeError(f"{key} has no choice {value}")
-                widget.setCurrentIndex(index)
-            elif hasattr(widget, "setChecked"):
-                widget.setChecked(value)
-            else:
-                widget.setText(value)
-        buttons = dialog.findChildren(QDialogButtonBox)
+        set_widgets(dialog, self.settings)
         self.started = time.monotonic()
-        buttons[0].button(QDialogButtonBox.Ok).click()
+        if press_ok:
+            buttons = dialog.findChildren(QDialogButtonBox)
+            buttons[0].button(QDialogButtonBox.Ok).click()
+        if cancel_at_once:  # the progress dialog exists as soon as OK is handled: cancel before the core answers
+            progress = find_widget("clnsod_progress")
+            self.result["progress_seen"] = progress is not None
+            next(b for b in progress.findChildren(QPushButton) if b.text() == "Cancel").click()
         return True
 
     def wait_end(self):
@@ -213,20 +206,9 @@ class Case:
         self.result["seconds"] = round(time.monotonic() - self.started, 2)
         return True
 
-    def cancel_soon(self):
-        progress = find_widget("clnsod_progress")
-        if progress is None:
-            return False
-        if time.monotonic() - self.started < 1.5:
-            return False
-        self.result["progress_seen"] = True
-        self.result["cancel_clicked_after_s"] = round(time.monotonic() - self.started, 2)
-        next(b for b in progress.findChildren(QPushButton) if b.text() == "Cancel").click()
-        self.started = time.monotonic()
-        return True
-
     def record(self):
         doc = self.doc
+        self.result["modified"] = doc.modified()
         doc.waitForDone()
         doc.refreshProjection()
         w, h = doc.width(), doc.height()
@@ -298,16 +280,144 @@ class Case:
         self.result["redo_tree"] = tree(self.doc.rootNode())
         return True
 
-    def steps(self, cancel=False, undo=False):
-        steps = [(f"{self.key}: open", self.open, 30), (f"{self.key}: trigger", self.trigger, 5),
-                 (f"{self.key}: dialog", self.fill_dialog, 10)]
-        if cancel:
-            steps.append((f"{self.key}: cancel", self.cancel_soon, 30))
+    def steps(self, cancel=False, undo=False, dialog=True):
+        steps = [(f"{self.key}: open", self.open, 30), (f"{self.key}: trigger", self.trigger, 5)]
+        if dialog:
+            steps.append((f"{self.key}: dialog", lambda: self.fill_dialog(cancel_at_once=cancel), 10))
+        else:
+            self.started = time.monotonic()
         steps += [(f"{self.key}: wait", self.wait_end, 90), (f"{self.key}: record", self.record, 30)]
         if undo:
             steps += [(f"{self.key}: reload", self.reload, 30), (f"{self.key}: undo", self.undo_all, 10),
                       (f"{self.key}: redo", self.redo_all, 10)]
         return steps
+
+
+def set_widgets(dialog, settings):
+    """Set the dialog's widgets by objectName: number boxes, the sky gallery, combos, check boxes, text."""
+    for key, value in settings.items():
+        widget = dialog.findChild(QWidget, key)
+        if widget is None:
+            raise RuntimeError(f"dialog has no widget {key}")
+        if isinstance(widget, QListWidget):
+            rows = [i for i in range(widget.count()) if widget.item(i).data(Qt.UserRole) == value]
+            if not rows:
+                raise RuntimeError(f"{key} has no choice {value}")
+            widget.setCurrentRow(rows[0])
+        elif hasattr(widget, "setValue"):
+            widget.setValue(value)
+        elif hasattr(widget, "findData"):
+            index = widget.findData(value)
+            if index < 0:
+                raise RuntimeError(f"{key} has no choice {value}")
+            widget.setCurrentIndex(index)
+        elif hasattr(widget, "setChecked"):
+            widget.setChecked(value)
+        else:
+            widget.setText(value)
+
+
+def extension():
+    """The Replace Sky extension object (its core client and timings are read, never driven)."""
+    return next(e for e in Krita.instance().extensions() if type(e).__name__ == "ReplaceSkyExtension")
+
+
+def idle(dialog):
+    """No preview waiting to be asked for, running, or being shown."""
+    return (not dialog._settle.isActive() and not extension()._worker.busy
+            and not dialog.status.text().startswith(("Updating", "Starting", "Opening")))
+
+
+def preview_picture(dialog):
+    """(count of previews shown, a digest of the picture now shown in the preview)."""
+    label = dialog.findChild(QLabel, "preview")
+    pixmap = label.pixmap()
+    if pixmap is None or pixmap.isNull():
+        return dialog.preview_count, None
+    image = pixmap.toImage()
+    bits = image.constBits()
+    bits.setsize(image.byteCount())
+    return dialog.preview_count, hash(bytes(bits))
+
+
+class PreviewCase(Case):
+    """The live preview: first preview, a slider, a gallery sky, then OK (``accept``) or Cancel, with
+    timings, the core's process count and a screenshot of the dialog."""
+
+    def __init__(self, key, settings, changes, accept, screenshot=None):
+        super().__init__(key, settings)
+        self.changes = list(changes)  # (widget name, value) applied one at a time, each waited for
+        self.accept = accept
+        self.screenshot = screenshot
+        self.change_sent = False
+
+    def start(self):
+        self.triggered_at = time.monotonic()
+        return self.trigger()
+
+    def fill(self):
+        return self.fill_dialog(press_ok=False)
+
+    def first_preview(self):
+        dialog = find_widget("clnsod_replace_sky_dialog")
+        if dialog is None or not idle(dialog):
+            return False
+        count, picture = preview_picture(dialog)
+        if count < 1 or picture is None:
+            return False
+        self.result["first_preview_s"] = extension().timings.get("first_preview_s")
+        self.result["trigger_to_preview_s"] = round(time.monotonic() - self.triggered_at, 3)
+        self.result["previews"] = [picture]
+        if self.screenshot:
+            dialog.grab().save(out(self.screenshot))
+        return True
+
+    def change(self):
+        """Apply the next change, then wait until its preview is shown and nothing else is pending."""
+        dialog = find_widget("clnsod_replace_sky_dialog")
+        if not self.change_sent:
+            key, value = self.changes[0]
+            self.count_before = dialog.preview_count
+            set_widgets(dialog, {key: value})
+            self.changed_at = time.monotonic()
+            self.change_sent = True
+            return False
+        count, picture = preview_picture(dialog)
+        if count <= self.count_before or not idle(dialog):
+            return False
+        self.result.setdefault("update_s", []).append(round(time.monotonic() - self.changed_at, 3))
+        self.result["previews"].append(picture)
+        self.changes.pop(0)
+        self.change_sent = False
+        return True
+
+    def finish_dialog(self):
+        dialog = find_widget("clnsod_replace_sky_dialog")
+        buttons = dialog.findChildren(QDialogButtonBox)[0]
+        self.result["status_text"] = dialog.status.text()
+        self.started = time.monotonic()
+        buttons.button(QDialogButtonBox.Ok if self.accept else QDialogButtonBox.Cancel).click()
+        return True
+
+    def settle(self):
+        """After Cancel: give the core time to forget the photo, then record the core's process count."""
+        if time.monotonic() - self.started < 1.0:
+            return False
+        self.result["seconds"] = round(time.monotonic() - self.started, 2)
+        return True
+
+    def record_core(self):
+        client = extension()._client
+        self.result["core_starts"] = client.starts if client is not None else 0
+        return True
+
+    def steps(self):
+        steps = [(f"{self.key}: open", self.open, 30), (f"{self.key}: trigger", self.start, 5),
+                 (f"{self.key}: dialog", self.fill, 10), (f"{self.key}: first preview", self.first_preview, 60)]
+        steps += [(f"{self.key}: change {key}", self.change, 20) for key, _ in self.changes]
+        steps.append((f"{self.key}: OK" if self.accept else f"{self.key}: Cancel", self.finish_dialog, 5))
+        steps.append((f"{self.key}: wait", self.wait_end if self.accept else self.settle, 90))
+        return steps + [(f"{self.key}: record", self.record, 30), (f"{self.key}: core", self.record_core, 5)]
 
 
 REPLACE = {"mode": "replace", "sky": "sunset", "recolour": 0.0, "relight": 0.0, "halo": 0.0, "haze": 0.0,
@@ -317,12 +427,15 @@ REALISM = dict(REPLACE, sky="blue-cumulus", haze=0.5)  # the lake's reflection (
 
 
 def plan():
-    if SESSION == "broken-core":
-        return Case("broken_core", {"mode": "replace", "sky": "clear-blue", "device": "cpu"}).steps()
+    if SESSION == "broken-core":  # the core's Python is missing: said at once, no dialog opens
+        return Case("broken_core", {}).steps(dialog=False)
     bad_sky = out("not_an_image.jpg")
     with open(bad_sky, "w") as handle:
         handle.write("this is text, not a JPEG\n")
-    return (Case("replace", REPLACE).steps(undo=True)
+    live = [("relight_slider", 16), ("sky", "blue-cumulus")]  # relight 0 -> 0.8 (slider ticks of 0.05)
+    return (PreviewCase("preview", REPLACE, live, accept=True, screenshot="krita-dialog.png").steps()
+            + PreviewCase("preview_again", REPLACE, [("edge_fade", 12.0)], accept=False).steps()
+            + Case("replace", REPLACE).steps(undo=True)
             + Case("mask", {"mode": "mask", "device": "cpu"}).steps()
             + Case("cancel", REPLACE).steps(cancel=True)
             + Case("bad_sky", dict(REPLACE, sky="image file...", sky_file=bad_sky)).steps()
