@@ -246,7 +246,8 @@ class SkyReplacer:
         if isinstance(sky, str):
             region = sky_region_height(h, bottom)
             sky_key: Hashable = ("preset", sky, w, region, options.seed, space)
-            sky_pixels = cache.get("sky", sky_key, lambda: convert(preset_sky(sky, w, region, options.seed), SRGB, space))
+            sky_pixels = cache.get("sky", sky_key,
+                                   lambda: convert(preset_sky(sky, w, region, options.seed), SRGB, space))
         else:
             sky_key = ("image", Same(sky), space)
             sky_pixels = cache.get("sky", sky_key, lambda: self._sky_in(sky, space) if isinstance(sky, SkyImage)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,9 @@ from conftest import PHOTOS, REPO
 from PIL import Image
 
 GIMP_TESTS = REPO / "tests" / "gimp"
-sys.path.insert(0, str(REPO / "plugin" / "common"))
+sys.path[:0] = [str(REPO / "plugin" / "common"), str(REPO / "plugin" / "gimp" / "clnsod-replace-sky")]
 import bridge_client
+import replace_sky_logic
 
 PHOTO = "aitzgorri_by_Aitzol_Berasategi.jpg"  # mountains under a clear sky: sky on top, grass below
 SKY_IMAGE = "plasma_Kite.jpg"  # blue sky with clouds, used as a sky image file
@@ -311,16 +313,49 @@ def test_gimp_plugin_reports_a_broken_core(chroot: Path, workspace: dict[str, Pa
     assert report["broken"]["structure"]["channels"] == []
 
 
-def test_gimp_plugin_dialog_and_undo(chroot: Path, workspace: dict[str, Path]) -> None:
-    """Interactive run in the GIMP GUI (Xvfb): the dialog opens, OK runs it with the dialog's defaults,
-    and a single Ctrl+Z removes everything it added (one undo group); Ctrl+Y brings it back."""
-    report, log, _ = run_gimp(chroot, workspace, "gui", {})
+GUI_LOOK = {"sky": "blue-cumulus", "relight": 0.9, "recolour": 0.2, "halo": 0.0, "haze": 0.0}  # the saved look
+PREVIEW_LINE = re.compile(r"clnsod: preview (\d+) shown ([0-9.]+) s after the action \(core (started|reused)\)")
+
+
+def test_gimp_live_preview_dialog_and_undo(chroot: Path, workspace: dict[str, Path]) -> None:
+    """Interactive runs in the GIMP GUI (Xvfb), keyboard only: the dialog shows a first preview, the
+    preview changes after a slider move and after picking a saved look, OK renders exactly the core's
+    result for those settings, one Ctrl+Z removes everything (Ctrl+Y brings it back); a second Replace
+    Sky reuses the running core and, cancelled after its preview, leaves the image as it was."""
+    table = bridge_client.load_option_table(str(workspace["plugin"]))
+    look = bridge_client.look_of(table.validate(GUI_LOOK), table)
+    (workspace["profile"] / "clnsod-looks.json").write_text(bridge_client.looks_to_text({"Test look": look}))
+    relight = next(spec.label for spec in replace_sky_logic.argument_specs(table) if spec.name == "relight")
+    relight_key = relight[relight.index("_") + 1].lower()
+    report, log, _ = run_gimp(chroot, workspace, "gui", {"CLNSOD_E2E_RELIGHT_KEY": relight_key})
     gui = report["gui"]
     assert gui["call"]["status"] == "success", (gui["call"], log[-3000:])
     added = (["Foreground lighting", "New sky", "Background"], ["Sky mask"])
     assert (layer_names(gui["structure"]), gui["structure"]["channels"]) == added
     assert (layer_names(gui["after_undo"]), gui["after_undo"]["channels"]) == (["Background"], [])
     assert (layer_names(gui["after_redo"]), gui["after_redo"]["channels"]) == added
+
+    photo = np.asarray(Image.open(workspace["work"] / "photo.png").convert("RGB"))
+    h, w = photo.shape[:2]
+    core = core_outputs(photo, dict(look, device="cpu"), workspace["plugin"])
+    folder = workspace["out"] / "gui"
+    assert np.array_equal(load_raw(folder, "gui_layermask", (h, w)), core["matte"])
+    assert np.array_equal(load_raw(folder, "gui_sky", (h, w, 4)), core["sky"])
+    assert np.array_equal(load_raw(folder, "gui_lighting", (h, w, 4)), core["lighting"])
+
+    shots = [np.asarray(Image.open(folder / f"dialog-{n}.png").convert("RGB")).astype(int) for n in (1, 2, 3)]
+    preview_part = [shot[:, : shot.shape[1] // 2] for shot in shots]  # the preview is the dialog's left side
+    assert np.abs(preview_part[0] - preview_part[1]).mean() > 0.5, "the preview did not follow the slider"
+    assert np.abs(preview_part[1] - preview_part[2]).mean() > 0.5, "the preview did not follow the look"
+    lines = PREVIEW_LINE.findall(log)
+    firsts = [(float(seconds), core_state) for number, seconds, core_state in lines if number == "1"]
+    assert len(firsts) == 2, lines
+    assert firsts[0][1] == "started" and firsts[1][1] == "reused", firsts
+    assert firsts[1][0] < firsts[0][0], f"the second Replace Sky was not faster: {firsts}"
+
+    again = gui["again"]
+    assert again["call"]["status"] == "cancel", again["call"]
+    assert again["structure"] == gui["after_redo"] and again["pixels_unchanged"] and again["dirty_unchanged"]
 
 
 def test_gimp_plugin_adds_reflection_and_haze_layers(chroot: Path, workspace: dict[str, Path]) -> None:

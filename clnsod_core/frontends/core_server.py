@@ -62,6 +62,7 @@ REMEMBERED_NETWORKS = 32  # network answers kept by photo content (each 400 KB)
 REMEMBERED_SKIES = 4  # decoded sky files kept (a user trying skies goes back and forth)
 WATCH_INTERVAL_S = 0.5
 MAX_LINE_BYTES = 1 << 20
+INTERNAL_OPS = ("warm-up", "disconnected")  # queued by the server itself, never accepted from a plugin
 
 
 class Cancelled(Exception):
@@ -175,6 +176,7 @@ class Core:
                     "uptime_s": round(time.monotonic() - self.started, 3), "sessions": len(self.sessions)}
         if op == "open":
             return self.open(request, connection)
+
         session = self.sessions.get(str(request.get("session")))
         if session is None or session.owner is not connection:
             raise RequestError(f"no open session {request.get('session')!r}")
@@ -375,6 +377,9 @@ class Server:
                     connection.send(error="bad request from the plugin: not a JSON object")
                 elif request.get("op") == "cancel":
                     connection.cancelled.add(request.get("request"))
+                elif request.get("op") in INTERNAL_OPS:
+                    connection.send(id=request.get("id"),
+                                    error=f"bad request from the plugin: unknown op {request['op']!r}")
                 else:
                     self._put(connection, request)
         except OSError:
@@ -392,8 +397,9 @@ class Server:
             while not self._queue:
                 self._ready.wait()
             connection, request = self._queue.pop(0)
+            session = request.get("session")
             if request.get("op") == "preview" and any(
-                    other is connection and later.get("op") == "preview" and later.get("session") == request.get("session")
+                    other is connection and later.get("op") == "preview" and later.get("session") == session
                     for other, later in self._queue):
                 connection.send(id=request.get("id"), superseded=True)
                 return self._next()

@@ -759,7 +759,8 @@ class BackgroundCore:
         self._pending: Optional[Tuple[Mapping[str, object], Callable[..., None], Callable[[str], None]]] = None
         self._stopped = False
         self.busy = False
-        threading.Thread(target=self._loop, name="clnsod-core-client", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="clnsod-core-client", daemon=True)
+        self._thread.start()
 
     def submit(self, work: Callable[[], Any], on_done: Callable[[Any], None], on_error: Callable[[str], None]) -> None:
         """Run ``work`` in the background; ``on_done(result)`` or ``on_error(message)`` on the UI thread."""
@@ -821,11 +822,16 @@ class BackgroundCore:
             finally:
                 self.busy = False
 
-    def stop(self) -> None:
-        """No further tasks; the worker ends after the queued ones."""
+    def stop(self, wait: bool = False) -> None:
+        """No further tasks: queued ones and pending previews are dropped, the running one finishes
+        (``wait``: until then, so the caller may use the session's connection itself)."""
         with self._wake:
             self._stopped = True
+            self._pending = None
+            self._tasks.clear()
             self._wake.notify()
+        if wait:
+            self._thread.join(timeout=120)
 
 
 # -- looks: named settings the artist saves and picks again --------------------------------------------

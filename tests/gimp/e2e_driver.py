@@ -178,16 +178,30 @@ def wait_for(path, seconds=90):
 
 
 def run_gui(folder):
-    """Interactive run in the GUI: gui_session.sh presses OK in the dialog, then Ctrl+Z and Ctrl+Y
-    in the image window; the stack is recorded after each step (one undo step must undo it all)."""
+    """Interactive runs in the GUI: gui_session.sh works the live-preview dialog and presses OK, then
+    Ctrl+Z and Ctrl+Y in the image window (the stack is recorded after each step: one undo step must
+    undo it all); then a second Replace Sky, cancelled after its first preview, must leave the image
+    exactly as it was."""
     image = load(PHOTO)
     Gimp.Display.new(image)
     report = {"call": call(image, **{"run-mode": Gimp.RunMode.INTERACTIVE}), "structure": structure(image)}
+    layers = {layer.get_name(): layer for layer in image.get_layers()}
+    if "New sky" in layers:
+        dump(folder, "gui_sky.raw", pixels(layers["New sky"], "R'G'B'A u8"))
+        dump(folder, "gui_layermask.raw", pixels(layers["New sky"].get_mask(), "Y u8"))
+    if "Foreground lighting" in layers:
+        dump(folder, "gui_lighting.raw", pixels(layers["Foreground lighting"], "R'G'B'A u8"))
     for step in ("undo", "redo"):
         open(os.path.join(folder, f"ready-for-{step}"), "w").close()
         wait_for(os.path.join(folder, f"{step}-done"))
         time.sleep(1.0)  # let GIMP finish the action before reading the image
         report[f"after_{step}"] = structure(image)
+    before = {layer.get_name(): pixels(layer, "R'G'B'A u8") for layer in image.get_layers()}
+    dirty = image.is_dirty()
+    report["again"] = {"call": call(image, **{"run-mode": Gimp.RunMode.INTERACTIVE}), "structure": structure(image)}
+    report["again"]["pixels_unchanged"] = before == {layer.get_name(): pixels(layer, "R'G'B'A u8")
+                                                     for layer in image.get_layers()}
+    report["again"]["dirty_unchanged"] = image.is_dirty() == dirty
     image.clean_all()  # no "unsaved changes" prompt on --quit
     return report
 

@@ -42,12 +42,21 @@ def test_arguments_are_generated_from_the_table(table: bridge_client.OptionTable
         spec = specs[logic.arg_name(number.key)]
         assert (spec.kind, spec.minimum, spec.maximum, spec.default) == ("double", number.minimum, number.maximum,
                                                                          number.default)
-        assert spec.label == "_" + number.label and spec.help == number.tooltip
+        assert spec.label.replace("_", "") == number.label and spec.help == number.tooltip
     assert specs["sky-flip"].kind == "boolean" and specs["sky-flip"].default is False
     assert [value for value, _ in specs["sky"].choices] == list(table.presets) and specs["sky"].default == "sunset"
     assert [value for value, _ in specs["device"].choices] == list(table.devices) and specs["device"].default == "auto"
     assert specs["mask-only"].default is False
     assert "seed" not in specs and "weights" not in specs  # not dialog options: they keep the core's defaults
+
+
+def test_every_mnemonic_is_unique_and_leaves_the_dialogs_own_keys_free(table: bridge_client.OptionTable) -> None:
+    """Alt+letter reaches each setting of GIMP's dialog: no two controls share a letter (GTK would only
+    move the focus between them), and none takes OK's, Cancel's or the live dialog's letters."""
+    keys = [spec.label[spec.label.index("_") + 1].lower() for spec in logic.argument_specs(table)[2:]
+            if "_" in spec.label]
+    assert len(keys) == len(set(keys)) and not set(keys) & set("ocrhlsbykvti")
+    assert len(keys) >= len(logic.argument_specs(table)) - 5  # letters run out for at most a few
 
 
 def test_sky_file_wins_over_preset_and_mask_only_sets_mask_mode(tmp_path: Path,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import gi
 
@@ -48,7 +49,6 @@ LIGHTING_LAYER = "Foreground lighting"
 MASK_CHANNEL = "Sky mask"
 MASK_CHANNEL_COLOR = "#3070ff"
 FLAGS = GObject.ParamFlags.READWRITE
-PREVIEW_WIDTH = 240  # the chosen sky's thumbnail in the dialog
 _TABLE: bridge.OptionTable | None = None
 _SKIES: tuple[bridge.SkyChoice, ...] | None = None
 
@@ -114,9 +114,11 @@ class ReplaceSky(Gimp.PlugIn):
         """Dialog (interactive only), then the core, then the layers; every failure becomes an error."""
         try:
             table = option_table()
-            if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, table):
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
-            replace_sky(image, drawables, config, table)
+            if run_mode == Gimp.RunMode.INTERACTIVE:
+                if not run_interactive(procedure, config, table, image, drawables):
+                    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+            else:
+                replace_sky(image, drawables, config, table)
         except (PluginError, bridge.BridgeError) as exc:
             return failure(procedure, str(exc))
         except Exception as exc:  # noqa: BLE001 - never let a bug crash the plug-in with a bare traceback
@@ -153,48 +155,42 @@ def add_arguments(procedure: Gimp.Procedure, table: bridge.OptionTable, skies: t
             raise PluginError(f"internal error: argument kind {spec.kind!r}")
 
 
-def argument_names(table: bridge.OptionTable) -> list[str]:
-    """Dialog order: sky source, edge, sky placement, foreground, device, mode."""
-    return [spec.name for spec in logic.argument_specs(table)]
+def run_interactive(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, table: bridge.OptionTable,
+                    image: Gimp.Image, drawables: list[Gimp.Drawable]) -> bool:
+    """The live-preview dialog, then the full render with its settings; False when cancelled.
 
-
-def show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, table: bridge.OptionTable) -> bool:
-    """GimpUi dialog; imported here so non-interactive (headless) runs never load GTK."""
+    The photo goes to the core that stays up for the GIMP session once, when the dialog opens; the
+    dialog (imported here, so headless runs never load GTK) previews every change, and OK renders the
+    full-resolution layers of exactly those settings in the same core."""
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
+    import live_dialog
+
+    opened = time.monotonic()
+    layer = the_layer(drawables)
     GimpUi.init(BINARY)
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Replace Sky")
+    job, rgba_format = layer_job(image, layer, {}, table)
+    client = bridge.CoreClient(bridge.core_python(PLUGIN_DIR), "gimp", live_dialog.editor_pid())
+    session = bridge.PhotoSession(client, job)
     try:
-        dialog.fill(argument_names(table))
-        add_sky_preview(dialog, config, sky_choices(table))
-        return bool(dialog.run())
-    finally:
-        dialog.destroy()
-
-
-def add_sky_preview(dialog: object, config: Gimp.ProcedureConfig, skies: tuple[bridge.SkyChoice, ...]) -> None:
-    """The chosen sky's thumbnail above the settings, following the sky list. A missing or broken
-    thumbnail only hides the picture: it never keeps the dialog from working."""
-    gi.require_version("Gtk", "3.0")
-    gi.require_version("GdkPixbuf", "2.0")
-    from gi.repository import GdkPixbuf, Gtk
-
-    picture = Gtk.Image()
-
-    def show(*_args: object) -> None:
-        path = logic.thumbnail_of(str(config.get_property(logic.SKY_PRESET_ARG)), skies)
+        dialog = live_dialog.LiveDialog(procedure, config, table, sky_choices(table), session,
+                                        logic.argument_names(table), opened)
+        if not dialog.run():
+            return False
+        options = dialog.options()
+        Gimp.progress_init("Replace Sky: rendering at full resolution")
         try:
-            picture.set_from_pixbuf(GdkPixbuf.Pixbuf.new_from_file_at_scale(path, PREVIEW_WIDTH, -1, True))
-            picture.show()
-        except (GLib.Error, TypeError):  # no thumbnail (None) or an unreadable one
-            picture.hide()
-
-    box = dialog.get_content_area()
-    box.pack_start(picture, False, False, 6)
-    box.reorder_child(picture, 0)
-    config.connect(f"notify::{logic.SKY_PRESET_ARG}", show)
-    show()
+            final = session.render(options, report_progress)
+            outputs = read_results(job, options, final)
+        finally:
+            Gimp.progress_end()
+    finally:
+        session.close()
+        client.disconnect()
+    if outputs is not None:
+        add_results(image, layer, options, rgba_format, *outputs)
+    return True
 
 
 def the_layer(drawables: list[Gimp.Drawable]) -> Gimp.Layer:
@@ -209,37 +205,53 @@ def the_layer(drawables: list[Gimp.Drawable]) -> Gimp.Layer:
 
 def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.ProcedureConfig,
                 table: bridge.OptionTable) -> None:
-    """Run the core on the layer's pixels, then build the result in one undo group."""
+    """Non-interactive runs (scripts, batch): one core process for this call, then the layers."""
     layer = the_layer(drawables)
-    values = {name: config.get_property(name) for name in argument_names(table) if name != logic.SKY_FILE_ARG}
+    values = {name: config.get_property(name) for name in logic.argument_names(table) if name != logic.SKY_FILE_ARG}
     sky_file: Gio.File | None = config.get_property(logic.SKY_FILE_ARG)
     sky_path = sky_file.get_path() if sky_file is not None else None
     if sky_file is not None and not sky_path:
         raise PluginError("the sky image must be a local file")
     options = logic.request_options(values, sky_path, table, sky_choices(table))
-
-    width, height = layer.get_width(), layer.get_height()
     python = bridge.core_python(PLUGIN_DIR)
-    rgba_format, pixel_format = exchange_format(image, layer)
-    pixels = read_pixels(layer, rgba_format, width, height)
-    job = bridge.Job(width, height, pixel_format, pixels, options, table, icc_profile=image_profile(image))
+    job, rgba_format = layer_job(image, layer, options, table)
     Gimp.progress_init("Replace Sky: starting the CLN-SOD core")
     try:
-        final = bridge.run_blocking(job, python, report_progress)
-        if final.kind != "done":
-            raise PluginError(final.message)
-        if not final.sky_found:  # a photo without sky gets a message, not empty layers
-            Gimp.message(f"Replace Sky: {bridge.NO_SKY_MESSAGE}")
-            return
-        matte = job.read_output("matte")
-        sky = job.read_output("sky") if options["mode"] == "replace" else b""
-        lighting = job.read_output("lighting") if options["mode"] == "replace" else b""
-        overlays = job.read_overlays(final.files or {}) if options["mode"] == "replace" else []
+        outputs = read_results(job, job.options, bridge.run_blocking(job, python, report_progress))
     finally:
         job.cleanup()
         Gimp.progress_end()
+    if outputs is not None:
+        add_results(image, layer, job.options, rgba_format, *outputs)
 
-    # Everything the image gains is added after the core succeeded, as one undo step.
+
+def layer_job(image: Gimp.Image, layer: Gimp.Layer, options: dict[str, object],
+              table: bridge.OptionTable) -> tuple[bridge.Job, str]:
+    """The layer's pixels (at the image's depth, in its own space) in a private job folder."""
+    width, height = layer.get_width(), layer.get_height()
+    rgba_format, pixel_format = exchange_format(image, layer)
+    pixels = read_pixels(layer, rgba_format, width, height)
+    job = bridge.Job(width, height, pixel_format, pixels, options, table, icc_profile=image_profile(image))
+    return job, rgba_format
+
+
+def read_results(job: bridge.Job, options: dict[str, object],
+                 final: bridge.Event) -> tuple[bytes, bytes, bytes, list[tuple[str, bytes]]] | None:
+    """(matte, sky, lighting, overlays) the core wrote; None (and a message) for a photo without sky."""
+    if final.kind != "done":
+        raise PluginError(final.message)
+    if not final.sky_found:  # a photo without sky gets a message, not empty layers
+        Gimp.message(f"Replace Sky: {bridge.NO_SKY_MESSAGE}")
+        return None
+    if options["mode"] != "replace":
+        return job.read_output("matte"), b"", b"", []
+    return (job.read_output("matte"), job.read_output("sky"), job.read_output("lighting"),
+            job.read_overlays(final.files or {}))
+
+
+def add_results(image: Gimp.Image, layer: Gimp.Layer, options: dict[str, object], rgba_format: str, matte: bytes,
+                sky: bytes, lighting: bytes, overlays: list[tuple[str, bytes]]) -> None:
+    """Everything the image gains, added after the core succeeded, as one undo step."""
     image.undo_group_start()
     try:
         channel = add_mask_channel(image, layer, matte)

@@ -42,9 +42,22 @@ def device_label(name: str) -> str:
     return "auto (GPU if available)" if name == "auto" else name
 
 
-def mnemonic(label: str) -> str:
-    """The label with a keyboard mnemonic on its first letter (GIMP's dialogs expect one)."""
-    return label if "_" in label else "_" + label
+# Letters the dialog's other controls use: GIMP's (OK, Cancel, Reset, Help, Load Saved Settings, Save
+# Settings) and the live dialog's (Before / after, Sky gallery, Look, Save look, Delete look, Sky image,
+# Mask only): the settings' mnemonics avoid them, so Alt+letter reaches each control.
+RESERVED_MNEMONICS = frozenset("ocrhls" "bykvtim")
+
+
+def mnemonic(label: str, used: set[str]) -> str:
+    """The label with a keyboard mnemonic no other control of the dialog has (so Alt+letter reaches
+    every setting): a word's first letter if free, else any free letter; ``used`` is updated."""
+    words = [i for i, ch in enumerate(label) if ch.isalpha() and (i == 0 or not label[i - 1].isalpha())]
+    letters = [i for i, ch in enumerate(label) if ch.isalpha()]
+    for i in words + letters:
+        if label[i].lower() not in used:
+            used.add(label[i].lower())
+            return label[:i] + "_" + label[i:]
+    return label
 
 
 def argument_specs(table: OptionTable, skies: Sequence[SkyChoice] = ()) -> list[ArgumentSpec]:
@@ -61,22 +74,28 @@ def argument_specs(table: OptionTable, skies: Sequence[SkyChoice] = ()) -> list[
     ]
     numbers = {number.key: number for number in table.numbers}
     switches = {switch.name: switch for switch in table.switches}
+    used = set(RESERVED_MNEMONICS)
     for name in table.dialog_keys:  # the table's order: edge, sky placement, foreground
         if name in numbers:
             number = numbers[name]
-            specs.append(ArgumentSpec(arg_name(name), "int" if number.whole else "double", mnemonic(number.label),
+            specs.append(ArgumentSpec(arg_name(name), "int" if number.whole else "double", mnemonic(number.label, used),
                                       number.tooltip, number.from_widget(number.default), number.minimum,
                                       number.maximum))
         elif name in switches:
             switch = switches[name]
-            specs.append(ArgumentSpec(arg_name(name), "boolean", mnemonic(switch.label), switch.help,
+            specs.append(ArgumentSpec(arg_name(name), "boolean", mnemonic(switch.label, used), switch.help,
                                       bool(switch.default)))
-    specs.append(ArgumentSpec(DEVICE_ARG, "choice", mnemonic(device.label), device.help, device.default,
+    specs.append(ArgumentSpec(DEVICE_ARG, "choice", mnemonic(device.label, used), device.help, device.default,
                               choices=tuple((name, device_label(name)) for name in table.devices)))
     specs.append(ArgumentSpec(MASK_ONLY_ARG, "boolean", "_Mask only",
                               "Only add the 'Sky mask' channel (and select it); no new layers",
                               table.option("mode").default == "mask"))
     return specs
+
+
+def argument_names(table: OptionTable) -> list[str]:
+    """Dialog order: sky source, edge, sky placement, foreground, device, mode."""
+    return [spec.name for spec in argument_specs(table)]
 
 
 def request_options(values: Mapping[str, object], sky_file: str | None, table: OptionTable,
