@@ -111,15 +111,12 @@ def test_a_second_dialog_reuses_the_core_and_the_network_answer(table: bc.Option
     pid = core_pid(first.client)
     first.close()
     first.client.disconnect()
-    start = time.monotonic()
     client = bc.CoreClient(sys.executable, "test", editor.pid)
     assert client.call("hello")["pid"] == pid and client.starts == 0  # connected to the running core
-    connect_s = time.monotonic() - start
     h, w = photo.shape[:2]
     job = bc.Job(w, h, "RGBA8", np.dstack([photo, np.full((h, w), 255, np.uint8)]).tobytes(), {}, table)
     answer = client.call("open", job=job.dir)
     assert answer["network_remembered"] is True  # same pixels: the network does not run again
-    assert connect_s < 1.0
     client.call("close", session=answer["session"])
     job.cleanup()
 

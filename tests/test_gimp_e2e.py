@@ -319,7 +319,7 @@ PREVIEW_LINE = re.compile(r"clnsod: preview (\d+) shown ([0-9.]+) s after the ac
 
 def test_gimp_live_preview_dialog_and_undo(chroot: Path, workspace: dict[str, Path]) -> None:
     """Interactive runs in the GIMP GUI (Xvfb), keyboard only: the dialog shows a first preview, the
-    preview changes after a slider move and after picking a saved look, OK renders exactly the core's
+    preview changes after a slider move, a gallery sky and a saved look, OK renders exactly the core's
     result for those settings, one Ctrl+Z removes everything (Ctrl+Y brings it back); a second Replace
     Sky reuses the running core and, cancelled after its preview, leaves the image as it was."""
     table = bridge_client.load_option_table(str(workspace["plugin"]))
@@ -343,10 +343,11 @@ def test_gimp_live_preview_dialog_and_undo(chroot: Path, workspace: dict[str, Pa
     assert np.array_equal(load_raw(folder, "gui_sky", (h, w, 4)), core["sky"])
     assert np.array_equal(load_raw(folder, "gui_lighting", (h, w, 4)), core["lighting"])
 
-    shots = [np.asarray(Image.open(folder / f"dialog-{n}.png").convert("RGB")).astype(int) for n in (1, 2, 3)]
+    shots = [np.asarray(Image.open(folder / f"dialog-{n}.png").convert("RGB")).astype(int)
+             for n in ("1", "2", "gallery", "3")]
     preview_part = [shot[:, : shot.shape[1] // 2] for shot in shots]  # the preview is the dialog's left side
-    assert np.abs(preview_part[0] - preview_part[1]).mean() > 0.5, "the preview did not follow the slider"
-    assert np.abs(preview_part[1] - preview_part[2]).mean() > 0.5, "the preview did not follow the look"
+    for before, after, what in zip(preview_part, preview_part[1:], ("slider", "gallery sky", "look")):
+        assert np.abs(before - after).mean() > 0.5, f"the preview did not follow the {what}"
     lines = PREVIEW_LINE.findall(log)
     firsts = [(float(seconds), core_state) for number, seconds, core_state in lines if number == "1"]
     assert len(firsts) == 2, lines

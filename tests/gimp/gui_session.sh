@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Inside the chroot, under xvfb-run: start the GIMP GUI with e2e_driver.py (case "gui") and act as the
 # user, with the keyboard only: in the Replace Sky dialog wait for the first live preview, raise the
-# relight slider (its Alt+mnemonic, Up x3), pick the saved look (Alt+K, Down), each time waiting for the next
+# relight slider (its Alt+mnemonic, Up x3), pick the next sky in the gallery (Alt+Y, Right,
+# Space), pick the saved look (Alt+K, Down), each time waiting for the next
 # preview and taking a screenshot, press OK (Alt+O); then Ctrl+Z and Ctrl+Y in the image window when
 # the driver asks; then, in a second Replace Sky, wait for its first preview and press Escape.
 # Why xdotool, marker files and the log: the dialog blocks the driver, so a second process must act as
@@ -68,6 +69,8 @@ if dialog=$(wait_window "^Replace Sky$") && shown=$(settled 1); then
     shot "$dialog" dialog-1
     press "$dialog" "alt+$CLNSOD_E2E_RELIGHT_KEY" Up Up Up  # Foreground relight (by its mnemonic), three steps up
     shown=$(settled $((shown + 1))) && shot "$dialog" dialog-2
+    press "$dialog" alt+y Right space  # the sky gallery: the next sky
+    shown=$(settled $((shown + 1))) && shot "$dialog" dialog-gallery
     press "$dialog" alt+k Down  # the looks list: the saved look
     shown=$(settled $((shown + 1))) && shot "$dialog" dialog-3
     press "$dialog" alt+o  # OK

@@ -115,9 +115,9 @@ class LiveDialog:
 
     def _gallery(self) -> Gtk.Frame:
         self.gallery = Gtk.FlowBox()
-        title = Gtk.Label.new_with_mnemonic("Sk_y")  # Alt+Y: the gallery (arrow keys, then Space)
-        title.set_mnemonic_widget(self.gallery)
-        frame = Gtk.Frame(label_widget=title)
+        # Alt+Y: into the gallery at the chosen sky (the flow box itself takes no focus), arrows, Space.
+        self.gallery_title = Gtk.Label.new_with_mnemonic("Sk_y")
+        frame = Gtk.Frame(label_widget=self.gallery_title)
         self.gallery.set_selection_mode(Gtk.SelectionMode.SINGLE)
         self.gallery.set_max_children_per_line(3)
         self.gallery.set_min_children_per_line(3)
@@ -136,6 +136,8 @@ class LiveDialog:
             child.add(cell)
             child.sky_name = choice.name  # type: ignore[attr-defined]
             self.gallery.add(child)
+        if self.gallery.get_children():
+            self.gallery_title.set_mnemonic_widget(self.gallery.get_children()[0])
         self._select_gallery(str(self.config.get_property(logic.SKY_PRESET_ARG)))
         self.gallery.connect("selected-children-changed", self._gallery_picked)
         self.gallery.connect("child-activated", lambda box, child: box.select_child(child))
@@ -178,11 +180,13 @@ class LiveDialog:
         for child in self.gallery.get_children():
             if getattr(child, "sky_name", None) == name:
                 self.gallery.select_child(child)
+                self.gallery_title.set_mnemonic_widget(child)
 
     def _gallery_picked(self, _box: Gtk.FlowBox) -> None:
         chosen = self.gallery.get_selected_children()
         if not chosen:
             return
+        self.gallery_title.set_mnemonic_widget(chosen[0])
         name = getattr(chosen[0], "sky_name", None)
         if name and name != self.config.get_property(logic.SKY_PRESET_ARG):
             self.config.set_property(logic.SKY_FILE_ARG, None)  # a gallery sky replaces a chosen file
