@@ -23,9 +23,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -227,21 +227,23 @@ class LoadedJob:
     request: Request
     photo: np.ndarray
     icc: bytes | None
+    digest: str = ""  # of input.raw, when asked for: the core server remembers network answers by it
 
     @property
     def max_pixels(self) -> int:
         return int(self.request.options["max_megapixels"] * 1e6)
 
 
-def load_job(job_dir: Path) -> LoadedJob:
+def load_job(job_dir: Path, with_digest: bool = False) -> LoadedJob:
     """Read and check a job folder; RequestError for a malformed one, ValueError for an unusable image."""
     check_job_dir(job_dir)
     request = parse_request(_read_private(job_dir / "request.json", MAX_REQUEST_BYTES))
     opts = request.options
     if request.width * request.height > int(opts["max_megapixels"] * 1e6):
         raise ValueError(f"image too large ({request.width}x{request.height}); limit {opts['max_megapixels']:g} MP")
-    photo = decode_pixels(_read_private(job_dir / "input.raw"), request)
-    return LoadedJob(request, photo, read_profile(job_dir, request))
+    raw = _read_private(job_dir / "input.raw")
+    digest = hashlib.blake2b(raw, digest_size=20).hexdigest() if with_digest else ""
+    return LoadedJob(request, decode_pixels(raw, request), read_profile(job_dir, request), digest)
 
 
 REPLACE_STAGES = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65,

@@ -18,7 +18,6 @@ what ``clnsod replace`` computes for those settings.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -45,8 +44,6 @@ from clnsod_core.frontends.bridge import (
     REPLACE_STAGES,
     LoadedJob,
     RequestError,
-    _read_private,
-    check_job_dir,
     load_job,
     options_digest,
     parse_options,
@@ -127,7 +124,6 @@ class Session:
     job_dir: Path
     job: LoadedJob
     space: Any  # ColourSpace
-    digest: str  # of input.raw: the network answer is remembered by content
     preview: np.ndarray  # the reduced copy previews are computed on
     owner: Connection
     network_key: tuple[Any, ...] | None = None  # (weights, device) the cache's network answer is from
@@ -180,7 +176,6 @@ class Core:
                     "uptime_s": round(time.monotonic() - self.started, 3), "sessions": len(self.sessions)}
         if op == "open":
             return self.open(request, connection)
-
         session = self.sessions.get(str(request.get("session")))
         if session is None or session.owner is not connection:
             raise RequestError(f"no open session {request.get('session')!r}")
@@ -205,20 +200,18 @@ class Core:
         side = request.get("preview_side", PREVIEW_SIDE)
         if isinstance(side, bool) or not isinstance(side, int) or not PREVIEW_SIDES[0] <= side <= PREVIEW_SIDES[1]:
             raise RequestError(f"preview_side must be a whole number from {PREVIEW_SIDES[0]} to {PREVIEW_SIDES[1]}")
-        check_job_dir(job_dir)
-        digest = hashlib.blake2b(_read_private(job_dir / "input.raw"), digest_size=20).hexdigest()
-        job = load_job(job_dir)
+        job = load_job(job_dir, with_digest=True)
         space = ColourSpace(job.icc)
-        session = Session(f"s{next(self._ids)}", job_dir, job, space, digest, preview_copy(job.photo, side), connection)
+        session = Session(f"s{next(self._ids)}", job_dir, job, space, preview_copy(job.photo, side), connection)
         write_atomic(job_dir / ORIGINAL_NAME, lambda handle: handle.write(srgb_bytes(session.preview, space)))
         self.sessions[session.id] = session
         h, w = session.preview.shape[:2]
-        remembered = any(key[0] == digest for key in self.networks)
+        remembered = any(key[0] == job.digest for key in self.networks)
         return {"done": True, "session": session.id, "width": w, "height": h, "files": {"original": ORIGINAL_NAME},
                 "network_remembered": remembered}
 
     def preview(self, session: Session, opts: dict[str, Any], progress: Callable[..., None]) -> dict[str, Any]:
-        from clnsod_core.arrays import unit_scale
+        from clnsod_core.arrays import from_unit, unit_scale
         from clnsod_core.replace import ReplaceOptions, StageCache
 
         start = time.monotonic()
@@ -242,8 +235,6 @@ class Core:
             result = replacer.replace(session.preview, sky, scaled, space=session.space, cache=cache,
                                       on_stage=lambda _stage: progress(None))
             sky_found, shown = result.sky_found, result.composite
-        from clnsod_core.arrays import from_unit
-
         if shown.dtype == np.float32:
             shown = from_unit(np.clip(shown, 0, 1), np.dtype(np.uint8))
         write_atomic(session.job_dir / PREVIEW_NAME, lambda handle: handle.write(srgb_bytes(shown, session.space)))
@@ -292,7 +283,7 @@ class Core:
         """The network's answer for the session's full photo, remembered by content and model."""
         from clnsod_core.arrays import as_u8
 
-        memory_key = (session.digest, *key)
+        memory_key = (session.job.digest, *key)  # by content: an unchanged layer skips the network
         if memory_key not in self.networks:
             self.networks[memory_key] = replacer.network(as_u8(session.job.photo), session.space)
             while len(self.networks) > REMEMBERED_NETWORKS:

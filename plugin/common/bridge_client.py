@@ -502,6 +502,7 @@ SERVER_MODULE = "clnsod_core.frontends.core_server"
 CORE_START_TIMEOUT_S = 120.0
 PREVIEW_SIDE = 1000  # long side of the live preview (screen resolution)
 RESTARTED_MESSAGE = "the CLN-SOD core had stopped and was restarted"
+RESTART_TRIES = 3
 
 
 class CoreGone(BridgeError):
@@ -685,13 +686,20 @@ class PhotoSession:
         return self.original
 
     def _again(self, call: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
-        """``call``, and once more after reopening the session in a restarted core if it crashed."""
-        try:
-            return call()
-        except CoreGone:
-            self.open()
-            self.notice = RESTARTED_MESSAGE
-            return call()
+        """``call``; if the core crashed, again after reopening the session in a restarted core. A core
+        that is still dying may accept one more connection before it is gone, hence a few tries."""
+        attempt = 0
+        while True:
+            try:
+                if attempt:
+                    time.sleep(0.2 * attempt)
+                    self.open()
+                    self.notice = RESTARTED_MESSAGE
+                return call()
+            except CoreGone:
+                attempt += 1
+                if attempt == RESTART_TRIES:
+                    raise
 
     def preview(self, options: Mapping[str, object]) -> Optional[Preview]:
         """The result for ``options`` at preview size; None when a newer request superseded it."""
