@@ -90,6 +90,19 @@ class NumberOption:
         return round(value) if self.whole else float(value)
 
 
+def with_mnemonic(label: str, used: set[str], marker: str) -> str:
+    """``label`` with a keyboard mnemonic no other control of the dialog has (``marker``: "_" in GTK,
+    "&" in Qt), so Alt+letter reaches every setting: a word's first letter if free, else any free
+    letter, else none; ``used`` (lower-case letters) is updated."""
+    words = [i for i, ch in enumerate(label) if ch.isalpha() and (i == 0 or not label[i - 1].isalpha())]
+    letters = [i for i, ch in enumerate(label) if ch.isalpha()]
+    for i in words + letters:
+        if label[i].lower() not in used:
+            used.add(label[i].lower())
+            return label[:i] + marker + label[i:]
+    return label
+
+
 def _number_text(value: float) -> str:
     """Range bounds as people write them: 2147483647, not 2.14748e+09."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
@@ -511,6 +524,11 @@ class CoreGone(BridgeError):
 
 def core_socket_path(editor: str, editor_pid: int) -> str:
     """One core per editor process, in a folder only this user can open (created 0700 here)."""
+    import socket
+
+    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
+        raise BridgeError("the Replace Sky dialog talks to the CLN-SOD core through a Unix-domain socket, "
+                          "which this system's Python does not offer (Linux and macOS do)")
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     folder = os.path.join(base, f"clnsod-{os.getuid()}")
     os.makedirs(folder, mode=0o700, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bridge_client import BridgeError, OptionTable, SkyChoice, preset_choices
+from bridge_client import BridgeError, OptionTable, SkyChoice, preset_choices, with_mnemonic
 
 # GIMP argument names use dashes; the exchange protocol uses underscores.
 SKY_PRESET_ARG = "sky"
@@ -49,15 +49,8 @@ RESERVED_MNEMONICS = frozenset("ocrhls" "bykvtim")
 
 
 def mnemonic(label: str, used: set[str]) -> str:
-    """The label with a keyboard mnemonic no other control of the dialog has (so Alt+letter reaches
-    every setting): a word's first letter if free, else any free letter; ``used`` is updated."""
-    words = [i for i, ch in enumerate(label) if ch.isalpha() and (i == 0 or not label[i - 1].isalpha())]
-    letters = [i for i, ch in enumerate(label) if ch.isalpha()]
-    for i in words + letters:
-        if label[i].lower() not in used:
-            used.add(label[i].lower())
-            return label[:i] + "_" + label[i:]
-    return label
+    """The label with GTK's mnemonic marker on a letter no other control of the dialog uses."""
+    return with_mnemonic(label, used, "_")
 
 
 def argument_specs(table: OptionTable, skies: Sequence[SkyChoice] = ()) -> list[ArgumentSpec]:

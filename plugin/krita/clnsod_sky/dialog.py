@@ -36,7 +36,7 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from .bridge_client import NumberOption, OptionTable, Preview, SkyChoice
+from .bridge_client import NumberOption, OptionTable, Preview, SkyChoice, with_mnemonic
 from .options import SKY_FILE_CHOICE, DialogValues, dialog_values_from, sky_choices
 
 DIALOG_NAME = "clnsod_replace_sky_dialog"
@@ -49,6 +49,9 @@ THUMB_SIZE = QSize(120, 68)  # gallery thumbnails
 PREVIEW_BOX = QSize(720, 540)  # the preview is scaled to fit this
 SETTLE_MS = 120  # a preview is asked for this long after the last change (a dragged slider settles)
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp);;All files (*)"
+# Alt+letters of the dialog's own controls (OK, Cancel, Show original, Browse, Save look, Delete, Look);
+# every setting gets another one (bridge_client.with_mnemonic).
+RESERVED_MNEMONICS = frozenset("ocibldk")
 
 
 class SliderRow(QWidget):
@@ -119,6 +122,7 @@ class ReplaceSkyDialog(QDialog):
         self.setWindowTitle("Replace Sky (CLN-SOD)")
         self.rows: dict[str, SliderRow] = {}
         self.checks: dict[str, QCheckBox] = {}
+        self._mnemonics = set(RESERVED_MNEMONICS)
         self.preview_count = 0  # previews shown so far (the end-to-end tests wait on it)
         self._before: QPixmap | None = None
         self._after: QPixmap | None = None
@@ -174,8 +178,8 @@ class ReplaceSkyDialog(QDialog):
         self.preview.setStyleSheet("QLabel#preview { background: #202020; color: #d0d0d0; }")
         column.addWidget(self.preview, 1)
         row = QHBoxLayout()
-        self.before_after = QPushButton("Show &original", objectName="before_after", checkable=True)
-        self.before_after.setToolTip("Hold or toggle to compare with the photo as it is (shortcut: \\)")
+        self.before_after = QPushButton("Show orig&inal", objectName="before_after", checkable=True)
+        self.before_after.setToolTip("Toggle to compare with the photo as it is (shortcut: \\)")
         self.before_after.toggled.connect(self._show_picture)
         QShortcut(QKeySequence("\\"), self, activated=self.before_after.toggle)
         self.status = QLabel("", objectName="preview_status")
@@ -228,13 +232,13 @@ class ReplaceSkyDialog(QDialog):
         for mode in self.table.modes:
             self.mode.addItem(MODE_TEXTS.get(mode, mode), mode)
         self.mode.setToolTip(self.table.option("mode").help)
-        form.addRow(self.table.option("mode").label, self.mode)
+        form.addRow(self._label(self.table.option("mode").label, self.mode), self.mode)
         self._add_settings(form, None)
         self.device = QComboBox(objectName="device")
         for device in self.table.devices:
             self.device.addItem(device, device)
         self.device.setToolTip(self.table.option("device").help)
-        form.addRow(self.table.option("device").label, self.device)
+        form.addRow(self._label(self.table.option("device").label, self.device), self.device)
         return box
 
     def _looks_row(self, looks: Sequence[str]) -> QHBoxLayout:
@@ -245,9 +249,11 @@ class ReplaceSkyDialog(QDialog):
         self.looks.activated.connect(self._look_picked)
         save = QPushButton("Save &look...", objectName="save_look")
         save.clicked.connect(self._save_look)
-        delete = QPushButton("Delete", objectName="delete_look")
+        delete = QPushButton("&Delete", objectName="delete_look")
         delete.clicked.connect(self._delete_look)
-        row.addWidget(QLabel("Look"))
+        title = QLabel("Loo&k")
+        title.setBuddy(self.looks)
+        row.addWidget(title)
         row.addWidget(self.looks, 1)
         row.addWidget(save)
         row.addWidget(delete)
@@ -261,13 +267,20 @@ class ReplaceSkyDialog(QDialog):
         for option in self.table.numbers:
             if wanted(option.group):
                 self.rows[option.key] = SliderRow(option)
-                form.addRow(option.label, self.rows[option.key])
+                row = self.rows[option.key]
+                form.addRow(self._label(option.label, row.slider), row)  # Alt+letter, then the arrow keys
         for switch in self.table.switches:
             if wanted(switch.group):
-                check = QCheckBox(switch.label, objectName=switch.name)
+                check = QCheckBox(with_mnemonic(switch.label, self._mnemonics, "&"), objectName=switch.name)
                 check.setToolTip(switch.help)
                 self.checks[switch.name] = check
                 form.addRow("", check)
+
+    def _label(self, text: str, buddy: QWidget) -> QLabel:
+        """A form label whose Alt+letter (unique in the dialog) moves the focus to ``buddy``."""
+        label = QLabel(with_mnemonic(text, self._mnemonics, "&"))
+        label.setBuddy(buddy)
+        return label
 
     # -- looks -------------------------------------------------------------------------------------
 
