@@ -198,3 +198,29 @@ def test_the_socket_folder_must_be_private(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
     with pytest.raises(bc.BridgeError, match="private"):
         bc.core_socket_path("test", os.getpid())
+
+
+def test_a_sky_file_previews_from_a_reduced_copy_and_renders_at_full_size(
+        table: bc.OptionTable, editor: subprocess.Popen, photo: np.ndarray, tmp_path: Path) -> None:
+    from conftest import PHOTOS
+
+    from clnsod_core.masking.inference import SkyMasker
+    from clnsod_core.replace import ReplaceOptions, SkyReplacer, load_sky
+
+    sky_file = tmp_path / "big-sky.png"  # larger than any preview needs: previews use a reduced copy
+    with Image.open(PHOTOS / "plasma_Kite.jpg") as im:
+        im.convert("RGB").crop((0, 0, im.width, im.height // 2)).save(sky_file)
+    session = open_session(table, editor, photo)
+    try:
+        options = table.validate({"sky": str(sky_file), "device": "cpu", "recolour": 0.0, "relight": 0.0})
+        first = session.preview(options)
+        again = session.preview(dict(options, halo=0.3))
+        assert first is not None and again is not None and "sky" not in again.recomputed
+        assert session.render(options, lambda event: None).kind == "done"
+        expected = SkyReplacer(SkyMasker(device="cpu")).replace(
+            photo, load_sky(sky_file, 10**9), ReplaceOptions.from_flat(dict(table.defaults, **options))).editor_layers()
+        h, w = photo.shape[:2]
+        sky = np.frombuffer(session.job.read_output("sky"), np.uint8).reshape(h, w, 4)[..., :3]
+        assert np.array_equal(sky, expected.sky), "the render did not use the full-size sky file"
+    finally:
+        session.close()

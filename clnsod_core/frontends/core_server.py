@@ -59,7 +59,7 @@ PREVIEW_GUIDE_MAX = 640
 PREVIEW_NAME, ORIGINAL_NAME = "preview.rgb", "original.rgb"  # 8-bit sRGB RGB, written into the job folder
 MASK_TINT = np.array([0.25, 0.5, 1.0], np.float32)  # mask mode's preview: the sky tinted blue, as a quick mask
 REMEMBERED_NETWORKS = 32  # network answers kept by photo content (each 400 KB)
-REMEMBERED_SKIES = 4  # decoded sky files kept (a user trying skies goes back and forth)
+REMEMBERED_SKIES = 4  # reduced copies of sky files kept for previews (a user trying skies goes back and forth)
 WATCH_INTERVAL_S = 0.5
 MAX_LINE_BYTES = 1 << 20
 INTERNAL_OPS = ("warm-up", "disconnected")  # queued by the server itself, never accepted from a plugin
@@ -292,21 +292,24 @@ class Core:
         return self.networks[memory_key]
 
     def _sky(self, spec: str, max_pixels: int, small: bool) -> Any:
-        """A preset's name, or the decoded sky file, remembered (previews get a copy reduced to what a
-        preview can show, so trying a 40 MP sky stays quick)."""
+        """A preset's name, or the decoded sky file. Previews get a copy reduced to what a preview can
+        show, remembered (trying a 40 MP sky stays quick, going back to one costs nothing); a render
+        decodes the file again and keeps nothing (a full-size 16-bit sky can be hundreds of MB)."""
         from clnsod_core.compositing.skies import PRESETS
         from clnsod_core.replace import SkyImage, load_sky
 
         if spec in PRESETS:
             return spec
+        if not small:
+            return load_sky(spec, max_pixels)
         try:
             info = os.stat(spec)
-            key: tuple[Any, ...] = (spec, info.st_mtime_ns, info.st_size, small)
+            key: tuple[Any, ...] = (spec, info.st_mtime_ns, info.st_size)
         except OSError:
-            key = (spec, None, None, small)
+            key = (spec, None, None)
         if key not in self.skies:
             sky = load_sky(spec, max_pixels)
-            if small and isinstance(sky, SkyImage):
+            if isinstance(sky, SkyImage):
                 sky = SkyImage(preview_copy(sky.pixels, 2 * PREVIEW_SIDE), sky.space)
             self.skies[key] = sky
             while len(self.skies) > REMEMBERED_SKIES:
