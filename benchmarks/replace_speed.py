@@ -43,11 +43,8 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     from clnsod_core.compositing.compose import composite, lowest_sky_line, place_sky, sky_region_height
     from clnsod_core.imaging.io import load_photo_with_meta, save_image
     from clnsod_core.masking.matte import refine_matte
-    from clnsod_core.arrays import as_u8
-    from clnsod_core.compositing.haze import haze_overlay
     from clnsod_core.compositing.overlay import blend_layers
-    from clnsod_core.compositing.reflection import reflection_overlay
-    from clnsod_core.replace import ReplaceOptions, preset_sky
+    from clnsod_core.replace import ReplaceOptions, overlay_layers, preset_sky
 
     opts = ReplaceOptions()
     t: dict[str, float] = {}
@@ -70,11 +67,7 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     comp, _ = composite(photo, matte, placed, opts.harmonisation)
     t["composite"] = time.perf_counter() - t0
     t0 = time.perf_counter()  # looking for reflecting water (and haze when asked for), as replace does
-    guide = as_u8(photo)
-    overlays = [overlay.layer(photo.dtype) for overlay in (
-        reflection_overlay(guide, matte, placed, opts.harmonisation.reflection),
-        haze_overlay(guide, matte, placed, opts.harmonisation.haze)) if overlay is not None]
-    comp = blend_layers(comp, overlays)
+    comp = blend_layers(comp, list(overlay_layers(photo, matte, placed, opts.harmonisation).values()))
     t["overlays"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

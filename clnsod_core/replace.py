@@ -23,6 +23,7 @@ from clnsod_core.compositing.compose import (
     place_sky,
     sky_region_height,
 )
+from clnsod_core.compositing.fields import small_copy
 from clnsod_core.compositing.haze import haze_overlay
 from clnsod_core.compositing.layers import lighting_layer
 from clnsod_core.compositing.library import SkyLibrary
@@ -76,10 +77,11 @@ class EditorLayers:
     reflection: np.ndarray | None = None  # (H, W, 4) the photo's dtype; None: no reflecting water
     haze: np.ndarray | None = None  # (H, W, 4) the photo's dtype; None: no horizon haze asked for
 
+    OVERLAY_NAMES = ("reflection", "haze")  # the optional layers above the lighting, bottom to top
+
     def overlays(self) -> dict[str, np.ndarray]:
         """The layers above the lighting that this photo has, bottom to top, by name."""
-        return {name: layer for name, layer in (("reflection", self.reflection), ("haze", self.haze))
-                if layer is not None}
+        return {name: getattr(self, name) for name in self.OVERLAY_NAMES if getattr(self, name) is not None}
 
     def sky_rgba(self) -> np.ndarray:
         """The new sky with the matte as alpha (for files: one PNG instead of a layer plus its mask)."""
@@ -201,6 +203,19 @@ def preset_sky(name: str, width: int, region_height: int, seed: int) -> np.ndarr
     return render_preset_float(name, max(8, round(width * scale)), max(8, round(region_height * scale)), seed)
 
 
+def overlay_layers(photo: np.ndarray, matte: np.ndarray, placed: np.ndarray,
+                   harmonisation: Harmonisation) -> dict[str, np.ndarray]:
+    """The reflection in calm water and the horizon haze this photo gets, as straight-alpha layers of
+    its dtype, bottom to top; both look at one small copy of the photo, made only if either is on."""
+    if harmonisation.reflection <= 0 and harmonisation.haze <= 0:
+        return {}
+    guide = as_u8(photo)
+    small = small_copy(guide, matte)
+    return {name: overlay.layer(photo.dtype) for name, overlay in (
+        ("reflection", reflection_overlay(guide, small, matte, placed, harmonisation.reflection)),
+        ("haze", haze_overlay(small, matte, placed, harmonisation.haze))) if overlay is not None}
+
+
 class SkyReplacer:
     """Photos are RGB arrays (uint8 or uint16) in their own colour space (``space``, None = sRGB)."""
 
@@ -260,21 +275,12 @@ class SkyReplacer:
         comp, foreground = cache.get("composite", blend_key, lambda: composite(photo, matte, placed, harmonisation))
         report("adding reflections and haze")
         found = cache.get("overlays", (options.matte, placement_key, harmonisation.reflection, harmonisation.haze),
-                          lambda: self._overlays(photo, matte, placed, harmonisation))
+                          lambda: overlay_layers(photo, matte, placed, harmonisation))
         if not found:
             return ReplaceResult(photo, comp, matte, placed, foreground)
         final = blend_layers(comp, list(found.values()))
         return ReplaceResult(photo, final, matte, placed, foreground, reflection=found.get("reflection"),
                              haze=found.get("haze"), below_overlays=comp)
-
-    @staticmethod
-    def _overlays(photo: np.ndarray, matte: np.ndarray, placed: np.ndarray,
-                  harmonisation: Harmonisation) -> dict[str, np.ndarray]:
-        """The reflection in calm water and the horizon haze this photo gets, as straight-alpha layers."""
-        guide = as_u8(photo)
-        return {name: overlay.layer(photo.dtype) for name, overlay in (
-            ("reflection", reflection_overlay(guide, matte, placed, harmonisation.reflection)),
-            ("haze", haze_overlay(guide, matte, placed, harmonisation.haze))) if overlay is not None}
 
     def _sky_in(self, sky: SkyImage, space: ColourSpace) -> np.ndarray:
         """The sky photo's pixels in ``space``; the last conversion is kept (a batch shares one sky)."""

@@ -57,7 +57,10 @@ def local_deviation(luma: torch.Tensor, radius: int) -> torch.Tensor:
     return (blur(luma[None].pow(2), radius)[0] - mean.pow(2)).clamp(min=0).sqrt()
 
 
-def small_copy(photo: np.ndarray, matte: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, float]:
+SmallCopy = tuple[torch.Tensor, torch.Tensor, float]  # (3, h, w) photo, (h, w) matte, scale to the photo
+
+
+def small_copy(photo: np.ndarray, matte: np.ndarray) -> SmallCopy:
     """(3, h, w) float photo and (h, w) matte reduced by a whole factor to at most DETECT_SIDE a side
     (box means; the photo's bottom and right edge rows that do not fill a box are dropped), and the
     scale to the photo (small rows = photo rows * scale)."""

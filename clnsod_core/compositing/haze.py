@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from clnsod_core.compositing.fields import (
+    SmallCopy,
     blur,
     local_deviation,
     luma,
-    small_copy,
     smoothstep,
     to_photo_size,
 )
@@ -46,12 +46,13 @@ def sky_line_per_column(matte: torch.Tensor) -> torch.Tensor | None:
     return blur(filled[None, None], max(1, w // 100))[0, 0]
 
 
-def haze_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, amount: float) -> Overlay | None:
-    """The new sky's horizon colour over the distant land of ``photo`` (uint8 guide, (H, W, 3));
-    ``matte`` (H, W) float, ``sky`` (H, W, 3) float32 placed new sky. None at ``amount`` 0 or without sky."""
+def haze_overlay(small: SmallCopy, matte: np.ndarray, sky: np.ndarray, amount: float) -> Overlay | None:
+    """The new sky's horizon colour over the distant land of the photo whose ``fields.small_copy`` is
+    ``small``; ``matte`` (H, W) float, ``sky`` (H, W, 3) float32 placed new sky. None at ``amount`` 0 or
+    without sky."""
     if amount <= 0:
         return None
-    img, small_matte, scale = small_copy(photo, matte)
+    img, small_matte, scale = small
     line = sky_line_per_column(small_matte)
     if line is None:
         return None

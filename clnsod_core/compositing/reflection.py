@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from clnsod_core.compositing.fields import (
+    SmallCopy,
     blur,
     local_deviation,
     luma,
     max_filter,
-    small_copy,
     smoothstep,
     to_photo_size,
 )
@@ -189,12 +189,14 @@ def _filled_ratio(num: torch.Tensor, den: torch.Tensor, support: torch.Tensor, w
     return torch.where(blur(support[None], near)[0] > 0.2, local, wide).clamp(0.02, 1.1)
 
 
-def reflection_overlay(photo: np.ndarray, matte: np.ndarray, sky: np.ndarray, strength: float) -> Overlay | None:
-    """The mirrored new sky over the water of ``photo`` (uint8 sRGB guide, (H, W, 3)); ``matte`` (H, W)
-    float sky matte, ``sky`` (H, W, 3) float32 placed new sky. None when no reflecting water is found."""
+def reflection_overlay(photo: np.ndarray, small: SmallCopy, matte: np.ndarray, sky: np.ndarray,
+                       strength: float) -> Overlay | None:
+    """The mirrored new sky over the water of ``photo`` (uint8 sRGB guide, (H, W, 3)), found on its
+    ``fields.small_copy`` ``small``; ``matte`` (H, W) float sky matte, ``sky`` (H, W, 3) float32 placed
+    new sky. None when no reflecting water is found."""
     if strength <= 0:
         return None
-    img, small_matte, scale = small_copy(photo, matte)
+    img, small_matte, scale = small
     line = find_waterline(img, small_matte)
     if line is None:
         return None

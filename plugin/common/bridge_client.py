@@ -372,14 +372,17 @@ class Job:
         """An output named in the ``done`` event, size-checked: the matte is 1 byte/pixel, layers in
         the request's pixel format."""
         channels = 1 if key == "matte" else BYTES_PER_PIXEL[self.pixel_format]
-        path = os.path.join(self.dir, f"{key}.raw")
+        return self.read_file(f"{key}.raw", self.width * self.height * channels)
+
+    def read_file(self, name: str, size: int) -> bytes:
+        """A file the core wrote into the job folder, which must hold ``size`` bytes."""
         try:
-            with open(path, "rb") as handle:
+            with open(os.path.join(self.dir, name), "rb") as handle:
                 data = handle.read()
         except OSError as exc:
-            raise BridgeError(f"the core did not produce {key} ({exc})") from None
-        if len(data) != self.width * self.height * channels:
-            raise BridgeError(f"the core's {key} has the wrong size ({len(data)} bytes)")
+            raise BridgeError(f"the core did not produce {name} ({exc})") from None
+        if len(data) != size:
+            raise BridgeError(f"the core's {name} has the wrong size ({len(data)} bytes)")
         return data
 
     def read_overlays(self, files: Mapping[str, str]) -> List[Tuple[str, bytes]]:
@@ -570,12 +573,10 @@ class CoreClient:
         self._sock, self._stream = sock, sock.makefile("rb")
         return True
 
-    def ensure(self) -> bool:
-        """Connected to a running core; starts one if none answers. True when a core was started."""
-        if self._sock is not None:
-            return False
-        if self._connect():
-            return False
+    def ensure(self) -> None:
+        """Connected to a running core; starts one if none answers (``starts`` counts them)."""
+        if self._sock is not None or self._connect():
+            return
         if self._process is not None:
             self._process.poll()  # reap a core that died
         with open(self.log, "ab") as log:
@@ -593,7 +594,6 @@ class CoreClient:
                 raise BridgeError(failure_message(code, self.log_tail()))
             time.sleep(0.05)
         self.starts += 1
-        return True
 
     def log_tail(self) -> str:
         try:
@@ -760,14 +760,7 @@ class PhotoSession:
         self.job.cleanup()
 
     def _read(self, name: str, width: int, height: int) -> bytes:
-        try:
-            with open(os.path.join(self.job.dir, name), "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise BridgeError(f"the core did not write {name} ({exc})") from None
-        if len(data) != width * height * 3:
-            raise BridgeError(f"the core's {name} has the wrong size ({len(data)} bytes)")
-        return data
+        return self.job.read_file(name, width * height * 3)  # 8-bit RGB rows
 
 
 class BackgroundCore:

@@ -108,3 +108,34 @@ def test_the_sky_list_offers_the_users_skies(table: bridge_client.OptionTable, t
     assert logic.thumbnail_of("my-storm", skies) == str(tmp_path / "thumb.jpg")
     with pytest.raises(bridge_client.BridgeError, match="not in your sky library"):
         logic.request_options(values, None, table)
+
+
+class FakeFile:
+    """Stands in for a Gio.File (GIMP's file arguments) outside GIMP: only get_path is used."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def get_path(self) -> str | None:
+        return self.path
+
+
+class FakeConfig:
+    """Stands in for a Gimp.ProcedureConfig outside GIMP: only get_property is used."""
+
+    def __init__(self, values: dict[str, object]) -> None:
+        self.values = values
+
+    def get_property(self, name: str) -> object:
+        return self.values[name]
+
+
+def test_options_from_the_config_as_the_dialog_and_scripts_read_it(tmp_path: Path,
+                                                                   table: bridge_client.OptionTable) -> None:
+    values = default_values(table) | {"relight": 0.8, logic.SKY_FILE_ARG: None}
+    assert logic.options_from_config(FakeConfig(values), table) == logic.request_options(values, None, table)
+    sky = tmp_path / "sky.jpg"
+    with_file = logic.options_from_config(FakeConfig(values | {logic.SKY_FILE_ARG: FakeFile(str(sky))}), table)
+    assert with_file["sky"] == str(sky) and with_file["relight"] == 0.8
+    with pytest.raises(bridge_client.BridgeError, match="must be a local file"):
+        logic.options_from_config(FakeConfig(values | {logic.SKY_FILE_ARG: FakeFile(None)}), table)

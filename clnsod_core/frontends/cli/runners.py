@@ -54,9 +54,6 @@ def output_paths(base: Path, kind: str, ext: str) -> tuple[Path, ...]:
     }[kind]
 
 
-OVERLAY_LAYERS = ("reflection", "haze")  # optional layer files of --output layers, bottom to top
-
-
 def overlay_layer_path(lighting: Path, name: str) -> Path:
     """``<stem>_reflection.png`` / ``<stem>_haze.png`` beside ``<stem>_lighting.png``."""
     return lighting.with_name(lighting.name.removesuffix("_lighting.png") + f"_{name}.png")
@@ -166,7 +163,7 @@ def replace_runner(replacer: SkyReplacer, sky: SkySource, flags: dict[str, Any],
             save_image(layers.matte, targets[0])
             save_image(layers.sky_rgba(), targets[1], item.meta, xmp=xmp)
             save_image(layers.lighting, targets[2], item.meta, xmp=xmp)
-            for name in OVERLAY_LAYERS:  # only the photos with water or haze get these, above the lighting
+            for name in layers.OVERLAY_NAMES:  # only the photos with water or haze get these, above the lighting
                 layer, path = getattr(layers, name), overlay_layer_path(targets[2], name)
                 if layer is not None:
                     save_image(layer, path, item.meta, xmp=xmp)

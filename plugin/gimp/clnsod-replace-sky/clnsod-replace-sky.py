@@ -28,7 +28,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
-from gi.repository import Babl, Gegl, Gimp, Gio, GLib, GObject
+from gi.repository import Babl, Gegl, Gimp, GLib, GObject
 
 # install_plugin.py copies bridge_client.py, core.json and options.json (the core's option table) next to this file.
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -207,12 +207,7 @@ def replace_sky(image: Gimp.Image, drawables: list[Gimp.Drawable], config: Gimp.
                 table: bridge.OptionTable) -> None:
     """Non-interactive runs (scripts, batch): one core process for this call, then the layers."""
     layer = the_layer(drawables)
-    values = {name: config.get_property(name) for name in logic.argument_names(table) if name != logic.SKY_FILE_ARG}
-    sky_file: Gio.File | None = config.get_property(logic.SKY_FILE_ARG)
-    sky_path = sky_file.get_path() if sky_file is not None else None
-    if sky_file is not None and not sky_path:
-        raise PluginError("the sky image must be a local file")
-    options = logic.request_options(values, sky_path, table, sky_choices(table))
+    options = logic.options_from_config(config, table, sky_choices(table))
     python = bridge.core_python(PLUGIN_DIR)
     job, rgba_format = layer_job(image, layer, options, table)
     Gimp.progress_init("Replace Sky: starting the CLN-SOD core")

@@ -196,13 +196,7 @@ class LiveDialog:
 
     def options(self) -> dict[str, Any]:
         """The request options the dialog's settings mean (BridgeError if unusable)."""
-        values = {name: self.config.get_property(name) for name in logic.argument_names(self.table)
-                  if name != logic.SKY_FILE_ARG}
-        sky_file: Gio.File | None = self.config.get_property(logic.SKY_FILE_ARG)
-        sky_path = sky_file.get_path() if sky_file is not None else None
-        if sky_file is not None and not sky_path:
-            raise bridge.BridgeError("the sky image must be a local file")
-        return self.table.validate(logic.request_options(values, sky_path, self.table, self.skies))
+        return self.table.validate(logic.options_from_config(self.config, self.table, self.skies))
 
     def _changed(self, *_args: object) -> None:
         self._show_chosen_sky()

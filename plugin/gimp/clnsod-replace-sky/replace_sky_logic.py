@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bridge_client import BridgeError, OptionTable, SkyChoice, preset_choices, with_mnemonic
 
@@ -109,6 +110,18 @@ def request_options(values: Mapping[str, object], sky_file: str | None, table: O
     for switch in table.switches:
         options[switch.name] = bool(values[arg_name(switch.name)])
     return options
+
+
+def options_from_config(config: Any, table: OptionTable, skies: Sequence[SkyChoice] = ()) -> dict[str, object]:
+    """Protocol options from the procedure's config (a ``Gimp.ProcedureConfig``: anything with
+    ``get_property``), for the dialog's previews and for every run; BridgeError for a sky image that is
+    not a local file. Validation is left to ``OptionTable.validate``."""
+    values = {name: config.get_property(name) for name in argument_names(table) if name != SKY_FILE_ARG}
+    sky_file = config.get_property(SKY_FILE_ARG)  # a Gio.File or None
+    sky_path = sky_file.get_path() if sky_file is not None else None
+    if sky_file is not None and not sky_path:
+        raise BridgeError("the sky image must be a local file")
+    return request_options(values, sky_path, table, skies)
 
 
 def chosen_sky(name: str, table: OptionTable, skies: Sequence[SkyChoice]) -> str:

@@ -37,7 +37,7 @@ from PyQt5.QtWidgets import (
 )
 
 from .bridge_client import NumberOption, OptionTable, Preview, SkyChoice, with_mnemonic
-from .options import SKY_FILE_CHOICE, DialogValues, dialog_values_from, sky_choices
+from .options import SKY_FILE_CHOICE, DialogValues, build_options, dialog_values_from, sky_choices
 
 DIALOG_NAME = "clnsod_replace_sky_dialog"
 # Titles of the boxes the table's groups go in, in dialog order; other groups go in the bottom form.
@@ -360,6 +360,10 @@ class ReplaceSkyDialog(QDialog):
         self.device.setCurrentIndex(max(0, self.device.findData(values.device)))
         self._update_enabled()
         self.settings_changed()
+
+    def options(self) -> dict[str, object]:
+        """The request options the widgets mean; BridgeError with a readable message if unusable."""
+        return build_options(self.values(), self.table, self.skies)
 
     def values(self) -> DialogValues:
         return DialogValues(

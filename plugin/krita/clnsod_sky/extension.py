@@ -24,7 +24,6 @@ from .options import (
     LOOKS_KEY,
     SETTINGS_GROUP,
     SETTINGS_KEY,
-    build_options,
     dialog_values_from,
     options_from_settings,
     settings_text,
@@ -183,14 +182,19 @@ class ReplaceSkyExtension(Extension):
         if self._dialog is not None:
             self._dialog.show_original(original)
 
-    def _preview(self) -> None:
-        dialog, session = self._dialog, self._session
-        if dialog is None or session is None:
-            return
+    def _dialog_options(self) -> dict[str, object] | None:
+        """The open dialog's options; None when it is closed or they are unusable (said in the dialog)."""
+        if self._dialog is None:
+            return None
         try:
-            options = build_options(dialog.values(), dialog.table, dialog.skies)
+            return self._dialog.options()
         except bridge_client.BridgeError as exc:
-            dialog.show_message(str(exc))
+            self._dialog.show_message(str(exc))
+            return None
+
+    def _preview(self) -> None:
+        dialog, session, options = self._dialog, self._session, self._dialog_options()
+        if dialog is None or session is None or options is None:
             return
         dialog.set_busy("Updating the preview...")
         self._worker.preview(session, options, self._on_preview, self._on_preview_failed)
@@ -212,13 +216,8 @@ class ReplaceSkyExtension(Extension):
         return bridge_client.looks_from_text(Krita.instance().readSetting(SETTINGS_GROUP, LOOKS_KEY, ""), table)
 
     def _save_look(self, name: str) -> None:
-        dialog = self._dialog
-        if dialog is None:
-            return
-        try:
-            options = build_options(dialog.values(), dialog.table, dialog.skies)
-        except bridge_client.BridgeError as exc:
-            dialog.show_message(str(exc))
+        dialog, options = self._dialog, self._dialog_options()
+        if dialog is None or options is None:
             return
         looks = self._looks(dialog.table)
         looks[name] = bridge_client.look_of(options, dialog.table)
@@ -241,7 +240,7 @@ class ReplaceSkyExtension(Extension):
             return
         look = self._looks(dialog.table).get(name, {})
         try:
-            current = build_options(dialog.values(), dialog.table, dialog.skies)
+            current = dialog.options()
         except bridge_client.BridgeError:
             current = {}
         dialog.set_values(dialog_values_from(dict(current, **look), dialog.table, dialog.skies))
@@ -260,7 +259,7 @@ class ReplaceSkyExtension(Extension):
         if dialog is None or session is None:
             return
         try:
-            options = build_options(dialog.values(), dialog.table, dialog.skies)
+            options = dialog.options()
             self._check_document()
         except bridge_client.BridgeError as exc:
             self._rejected()
