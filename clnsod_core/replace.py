@@ -147,7 +147,15 @@ def load_sky(spec: str | Path, max_pixels: int, library: SkyLibrary | None = Non
     return SkyImage(pixels, ColourSpace(meta.icc_profile))
 
 
-SkySource = SkyImage | np.ndarray | str  # a sky photo, sRGB pixels, or a preset name
+@dataclass(frozen=True)
+class PlacedSky:
+    """A new sky already placed over the photo: (H, W, 3) float32 in [0, 1] in the photo's colour
+    space (video moves one placed sky with the camera, frame by frame)."""
+
+    pixels: np.ndarray
+
+
+SkySource = SkyImage | np.ndarray | str | PlacedSky  # a sky photo, sRGB pixels, a preset name, or placed
 
 
 class Same:
@@ -243,21 +251,57 @@ class SkyReplacer:
 
     def replace(self, photo: np.ndarray, sky: SkySource, options: ReplaceOptions = ReplaceOptions(),
                 on_stage: Callable[[str], None] | None = None, space: ColourSpace | None = None,
-                cache: StageCache | None = None) -> ReplaceResult:
+                cache: StageCache | None = None, matte: np.ndarray | None = None,
+                gain: np.ndarray | None = None) -> ReplaceResult:
         """``on_stage`` is told when each slow stage starts (for progress reporting). The result is in
         the photo's dtype and colour space; the sky is converted into that space first. ``cache``
-        (one per photo) remembers the stages, so a call with other options redoes only what they change."""
+        (one per photo) remembers the stages, so a call with other options redoes only what they change.
+        Video gives what it keeps steady over frames: ``matte`` (then the network and the matte stages
+        are skipped; an all-zero matte means no sky) and ``gain``, the foreground's recolour/relight gain."""
         options.validate()
         space = space or SRGB
         cache = cache if cache is not None else StageCache(keep=())
         report = on_stage or (lambda _stage: None)
         report("computing the sky matte")
-        matte, sky_found = self.mask(photo, options.matte, space, cache)
+        if matte is None:
+            matte, sky_found = self.mask(photo, options.matte, space, cache)
+        else:
+            sky_found = bool(matte.any())
         if not sky_found:
             return ReplaceResult.without_sky(photo)
         report("placing the new sky")
         h, w = matte.shape
         bottom = lowest_sky_line(matte)
+        if isinstance(sky, PlacedSky):
+            placed, placement_key = sky.pixels, ("placed", Same(sky.pixels))
+        else:
+            placed, placement_key = self._placed(sky, h, w, bottom, options, space, cache)
+        report("blending the foreground")
+        harmonisation = options.harmonisation
+        gain_key = None if gain is None else tuple(float(g) for g in gain)
+        blend_key = (options.matte, placement_key, replace_fields(harmonisation, reflection=0.0, haze=0.0), gain_key)
+        comp, foreground = cache.get("composite", blend_key,
+                                     lambda: composite(photo, matte, placed, harmonisation, gain=gain))
+        report("adding reflections and haze")
+        found = cache.get("overlays", (options.matte, placement_key, harmonisation.reflection, harmonisation.haze),
+                          lambda: overlay_layers(photo, matte, placed, harmonisation))
+        if not found:
+            return ReplaceResult(photo, comp, matte, placed, foreground)
+        final = blend_layers(comp, list(found.values()))
+        return ReplaceResult(photo, final, matte, placed, foreground, reflection=found.get("reflection"),
+                             haze=found.get("haze"), below_overlays=comp)
+
+    def place(self, sky: SkyImage | np.ndarray | str, height: int, width: int, sky_bottom: int,
+              options: ReplaceOptions = ReplaceOptions(), space: ColourSpace | None = None) -> np.ndarray:
+        """The new sky placed over a ``width`` x ``height`` picture whose sky ends at row ``sky_bottom``:
+        (height, width, 3) float32 in [0, 1] in ``space`` (video places it once, on a canvas that
+        covers the camera's whole path)."""
+        options.validate()
+        return self._placed(sky, height, width, sky_bottom, options, space or SRGB, StageCache(keep=()))[0]
+
+    def _placed(self, sky: SkyImage | np.ndarray | str, h: int, w: int, bottom: int, options: ReplaceOptions,
+                space: ColourSpace, cache: StageCache) -> tuple[np.ndarray, Hashable]:
+        """The "sky" and "placement" stages: the placed sky and the key it is remembered by."""
         if isinstance(sky, str):
             region = sky_region_height(h, bottom)
             sky_key: Hashable = ("preset", sky, w, region, options.seed, space)
@@ -269,18 +313,7 @@ class SkyReplacer:
                                    else convert(sky, SRGB, space))
         placement_key = (sky_key, h, w, bottom, options.placement)
         placed = cache.get("placement", placement_key, lambda: place_sky(sky_pixels, h, w, bottom, options.placement))
-        report("blending the foreground")
-        harmonisation = options.harmonisation
-        blend_key = (options.matte, placement_key, replace_fields(harmonisation, reflection=0.0, haze=0.0))
-        comp, foreground = cache.get("composite", blend_key, lambda: composite(photo, matte, placed, harmonisation))
-        report("adding reflections and haze")
-        found = cache.get("overlays", (options.matte, placement_key, harmonisation.reflection, harmonisation.haze),
-                          lambda: overlay_layers(photo, matte, placed, harmonisation))
-        if not found:
-            return ReplaceResult(photo, comp, matte, placed, foreground)
-        final = blend_layers(comp, list(found.values()))
-        return ReplaceResult(photo, final, matte, placed, foreground, reflection=found.get("reflection"),
-                             haze=found.get("haze"), below_overlays=comp)
+        return placed, placement_key
 
     def _sky_in(self, sky: SkyImage, space: ColourSpace) -> np.ndarray:
         """The sky photo's pixels in ``space``; the last conversion is kept (a batch shares one sky)."""

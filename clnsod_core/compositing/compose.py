@@ -157,10 +157,12 @@ def _halo_bands(matte: np.ndarray, width_px: float, rows: int) -> Iterator[tuple
         yield slice(y0, y1), np.clip(band[0].numpy() * 2, 0, 1) * (1 - matte[y0:y1])
 
 
-def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> tuple[np.ndarray, np.ndarray]:
+def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation,
+              gain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(composite, harmonised foreground), both of the photo's dtype (uint8 or uint16), for photo (H,W,3),
-    matte (H,W) and sky (H,W,3) float32; computed in float32, rounded once at the end."""
-    gain = foreground_gain(photo, matte, new_sky, options)
+    matte (H,W) and sky (H,W,3) float32; computed in float32, rounded once at the end. ``gain``: the
+    foreground's per-channel gain, when not measured on this photo (``foreground_gain``)."""
+    gain = foreground_gain(photo, matte, new_sky, options) if gain is None else np.asarray(gain, np.float32)
     h, w = matte.shape
     out = np.empty((h, w, 3), photo.dtype)
     lit = np.empty((h, w, 3), photo.dtype)

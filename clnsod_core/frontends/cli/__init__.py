@@ -15,6 +15,7 @@ from clnsod_core.frontends.cli.formats import formats_command
 from clnsod_core.frontends.cli.mask import mask_command
 from clnsod_core.frontends.cli.replace import replace_command
 from clnsod_core.frontends.cli.skies import skies_group
+from clnsod_core.frontends.cli.video import video_command
 from clnsod_core.frontends.cli.weights import weights_group
 from clnsod_core.imaging.io import PhotoWarning
 from clnsod_core.runtime import tune_allocator
@@ -56,8 +57,8 @@ def _missing_trainer(name: str) -> click.Command:
     return command
 
 
-for _command in (mask_command, replace_command, batch_command, skies_group, formats_command, eval_command,
-                 weights_group):
+for _command in (mask_command, replace_command, batch_command, video_command, skies_group, formats_command,
+                 eval_command, weights_group):
     main.add_command(_command)
 for _entry in entry_points(group=PLUGIN_GROUP):
     main.add_command(_entry.load(), _entry.name)

@@ -29,9 +29,10 @@ def click_option(opt: Option) -> Callable[[F], F]:
                         show_default=opt.default_in_cli is not None, metavar=METAVARS.get(opt.name), help=help_text)
 
 
-def cli_options(*groups: str) -> Callable[[F], F]:
-    """Every CLI option of the given groups ("sky", "edge", "foreground", "output", "model"), in table order."""
-    chosen = [opt for opt in on(CLI) if opt.group in groups]
+def cli_options(*groups: str, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Every CLI option of the given groups ("sky", "edge", "foreground", "output", "model"), in table
+    order, but those named in ``exclude``."""
+    chosen = [opt for opt in on(CLI) if opt.group in groups and opt.name not in exclude]
 
     def decorate(func: F) -> F:
         for opt in reversed(chosen):

@@ -1,0 +1,1 @@
+"""Video sky replacement: containers (PyAV), camera motion, a temporally stable matte, the pipeline."""
