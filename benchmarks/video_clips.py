@@ -157,7 +157,8 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: Fraction, crf: int = 1
         stream.height, stream.width = stored[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}
-        stream.time_base = Fraction(1, 90000)
+        tick = Fraction(1, 90000)  # (the muxer may change stream.time_base once writing starts)
+        stream.time_base = stream.codec_context.time_base = tick
         stream.codec_context.colorspace = 1
         stream.codec_context.color_primaries = 1
         stream.codec_context.color_trc = 1
@@ -168,7 +169,7 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: Fraction, crf: int = 1
             frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
                 format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
             seconds = timestamps[index] if timestamps is not None else index / float(fps)
-            frame.pts, frame.time_base = round(seconds * 90000), stream.time_base
+            frame.pts, frame.time_base = round(seconds * 90000), tick
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):

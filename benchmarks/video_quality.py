@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--matte-size", default="960x540", help="frame size of the matte clips")
     parser.add_argument("--matte-seconds", type=float, default=3.0)
     parser.add_argument("--gt-photos", type=int, default=6, help="skyseg validation photos for the IoU clips")
+    parser.add_argument("--parts", default="position,flicker,iou", help="which measures to run (comma-separated)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tune_allocator()
@@ -168,31 +169,33 @@ def main() -> None:
     matte_size = tuple(int(v) for v in args.matte_size.split("x"))
     replacer = SkyReplacer(SkyMasker())
     video = VideoReplacer(replacer)
+    parts = set(args.parts.split(","))
     report: dict[str, list[dict]] = {"position": [], "flicker": [], "iou": []}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cases = [(name, look, motion) for name, look in MOTION_PHOTOS for motion in clips.MOTIONS[1:]]
+        cases = [(name, look, motion) for name, look in MOTION_PHOTOS for motion in clips.MOTIONS[1:]
+                 if "position" in parts]
         for name, look, motion in cases:
             row = motion_case(load_photo(name), look, motion, size, args.seconds, folder, f"{Path(name).stem}-{motion}")
             report["position"].append(row)
             print(f"position {row['clip']:45s} mean {row['mean_px']:.3f} px  max {row['max_px']:.3f} px  "
                   f"drift {100 * row['drift_share_of_width']:.3f} % of width", flush=True)
         name, look = GRADIENT_PHOTO
-        flat = gradient_version(replacer, load_photo(name))
-        for motion in clips.MOTIONS[1:]:
+        flat = gradient_version(replacer, load_photo(name)) if "position" in parts else None
+        for motion in clips.MOTIONS[1:] if "position" in parts else ():
             row = motion_case(flat, look, motion, size, args.seconds, folder, f"gradient-sky-{motion}")
             report["position"].append(row)
             print(f"position {row['clip']:45s} mean {row['mean_px']:.3f} px  max {row['max_px']:.3f} px  "
                   f"drift {100 * row['drift_share_of_width']:.3f} % of width", flush=True)
-        for name, look in STATIC_PHOTOS:
+        for name, look in STATIC_PHOTOS if "flicker" in parts else ():
             clip = clips.render_clip(load_photo(name), matte_size, "static", seconds=args.matte_seconds,
                                      look_at=look, seed=1)
             row = matte_case(video, clip, folder, f"static-{Path(name).stem}")
             report["flicker"].append(row)
             print(f"flicker  {row['clip']:45s} single {row['flicker_single']:.5f}  steady {row['flicker_steady']:.5f}  "
                   f"ratio {row['flicker_ratio']:.1f}", flush=True)
-        for index, (photo, mask) in enumerate(skyseg_val(args.gt_photos)):
+        for index, (photo, mask) in enumerate(skyseg_val(args.gt_photos) if "iou" in parts else ()):
             for motion in ("handheld", "pan"):
                 clip = clips.render_clip(photo, (384, 216), motion, seconds=args.matte_seconds, sky=mask,
                                          bird=motion == "pan", seed=index, view_share=0.75)
@@ -201,16 +204,17 @@ def main() -> None:
                 print(f"iou      {row['clip']:45s} single {row['iou_single']:.4f}  steady {row['iou_steady']:.4f}  "
                       f"flicker ratio {row['flicker_ratio']:.1f}", flush=True)
     position = report["position"]
-    summary = {
-        "position_mean_px": float(np.mean([r["mean_px"] for r in position])),
-        "position_worst_clip_mean_px": float(max(r["mean_px"] for r in position)),
-        "drift_worst_share_of_width": float(max(r["drift_share_of_width"] for r in position)),
-        "flicker_ratio_median": float(np.median([r["flicker_ratio"] for r in report["flicker"]])),
-        "flicker_ratio_min": float(min(r["flicker_ratio"] for r in report["flicker"])),
-        "iou_single_mean": float(np.mean([r["iou_single"] for r in report["iou"]])),
-        "iou_steady_mean": float(np.mean([r["iou_steady"] for r in report["iou"]])),
-        "seconds": time.perf_counter() - started,
-    }
+    summary: dict[str, float] = {"seconds": time.perf_counter() - started}
+    if position:
+        summary["position_mean_px"] = float(np.mean([r["mean_px"] for r in position]))
+        summary["position_worst_clip_mean_px"] = float(max(r["mean_px"] for r in position))
+        summary["drift_worst_share_of_width"] = float(max(r["drift_share_of_width"] for r in position))
+    if report["flicker"]:
+        summary["flicker_ratio_median"] = float(np.median([r["flicker_ratio"] for r in report["flicker"]]))
+        summary["flicker_ratio_min"] = float(min(r["flicker_ratio"] for r in report["flicker"]))
+    if report["iou"]:
+        summary["iou_single_mean"] = float(np.mean([r["iou_single"] for r in report["iou"]]))
+        summary["iou_steady_mean"] = float(np.mean([r["iou_steady"] for r in report["iou"]]))
     print(json.dumps(summary, indent=1))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, **report}, indent=1))

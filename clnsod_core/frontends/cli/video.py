@@ -65,10 +65,13 @@ class FrameProgress:
         if now - self.last < (0.25 if self.tty else 10.0) and not finished:
             return
         self.last = now
-        rate = done / max(now - self.started, 1e-6)
+        elapsed = now - self.started
         count = f"{done}/{total}" if total else f"{done}"
-        eta = f", ETA {_duration((total - done) / rate)}" if total and rate > 0 and not finished else ""
-        line = f"{stage}: {count} frames, {rate:.1f} frames/s{eta}"
+        line = f"{stage}: {count} frames"
+        if elapsed >= 0.5:  # a rate from the first instants would be noise
+            rate = done / elapsed
+            eta = f", ETA {_duration((total - done) / rate)}" if total and not finished else ""
+            line += f", {rate:.1f} frames/s{eta}"
         sys.stderr.write(f"\r{line}\033[K" if self.tty else line + "\n")
         sys.stderr.flush()
 
@@ -108,10 +111,10 @@ def video_command(clip: Path, out_path: Path, **flags: Any) -> None:
 
     if flags["sky"] is None:
         raise click.UsageError("--sky PRESET|NAME|FILE is required")
-    if out_path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise click.UsageError(f"the output must be an MP4 file ({' or '.join(VIDEO_SUFFIXES)}), got {out_path.name}")
     if out_path.resolve() == clip.resolve():
         raise click.UsageError("the output would overwrite the input clip; choose another file")
+    if out_path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise click.UsageError(f"the output must be an MP4 file ({' or '.join(VIDEO_SUFFIXES)}), got {out_path.name}")
     start, end = parse_time(flags["start"]) or 0.0, parse_time(flags["end"])
     if end is not None and end <= start:
         raise click.UsageError(f"--end ({end:g} s) must come after --start ({start:g} s)")
