@@ -95,8 +95,7 @@ class ReplaceResult:
     composite: np.ndarray  # (H, W, 3), the photo's dtype and colour space
     matte: np.ndarray  # (H, W) float32, 1 = sky
     sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky, in the photo's colour space
-    foreground: np.ndarray  # (H, W, 3) the photo's dtype, the photo after recolour/relight/halo
-    sky_found: bool = True  # False: no sky in the photo; composite and foreground are the photo itself
+    sky_found: bool = True  # False: no sky in the photo; the composite is the photo itself
     reflection: np.ndarray | None = None  # (H, W, 4) RGBA layer of the photo's dtype over the water, or None
     haze: np.ndarray | None = None  # (H, W, 4) RGBA layer of the photo's dtype near the horizon, or None
     below_overlays: np.ndarray | None = None  # the composite before reflection and haze (None: none of them)
@@ -113,7 +112,7 @@ class ReplaceResult:
         """The answer for a photo with no sky: nothing replaced, an all-zero matte, no sky pixels."""
         h, w = photo.shape[:2]
         no_sky = np.broadcast_to(np.zeros((1, 1, 3), np.float32), (h, w, 3))  # a view: no memory
-        return cls(photo, photo, np.zeros((h, w), np.float32), no_sky, photo, sky_found=False)
+        return cls(photo, photo, np.zeros((h, w), np.float32), no_sky, sky_found=False)
 
     def editor_layers(self) -> EditorLayers:
         """The layer stack at the photo's depth: it equals ``composite`` to rounding at that depth."""
@@ -280,15 +279,15 @@ class SkyReplacer:
         harmonisation = options.harmonisation
         gain_key = None if gain is None else tuple(float(g) for g in gain)
         blend_key = (options.matte, placement_key, replace_fields(harmonisation, reflection=0.0, haze=0.0), gain_key)
-        comp, foreground = cache.get("composite", blend_key,
-                                     lambda: composite(photo, matte, placed, harmonisation, gain=gain))
+        comp, _ = cache.get("composite", blend_key,
+                            lambda: composite(photo, matte, placed, harmonisation, gain=gain, foreground=False))
         report("adding reflections and haze")
         found = cache.get("overlays", (options.matte, placement_key, harmonisation.reflection, harmonisation.haze),
                           lambda: overlay_layers(photo, matte, placed, harmonisation))
         if not found:
-            return ReplaceResult(photo, comp, matte, placed, foreground)
+            return ReplaceResult(photo, comp, matte, placed)
         final = blend_layers(comp, list(found.values()))
-        return ReplaceResult(photo, final, matte, placed, foreground, reflection=found.get("reflection"),
+        return ReplaceResult(photo, final, matte, placed, reflection=found.get("reflection"),
                              haze=found.get("haze"), below_overlays=comp)
 
     def place(self, sky: SkyImage | np.ndarray | str, height: int, width: int, sky_bottom: int,

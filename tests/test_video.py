@@ -297,3 +297,38 @@ def test_probe_reads_what_a_clip_declares(tmp_path: Path, picos: np.ndarray) -> 
     assert info.upright_size == SIZE and info.fps == Fraction(30000, 1001) and info.rotation == 0
     with pytest.raises(VideoError, match="no such file"):
         probe(tmp_path / "nothing.mp4")
+
+
+def test_audio_mp4_cannot_hold_is_re_encoded_with_a_warning(tmp_path: Path, picos: np.ndarray) -> None:
+    """A camera's MOV with PCM sound: the sound is kept (as AAC, same rate, channels and length)."""
+    clip = clips.render_clip(picos, SIZE, "static", seconds=0.5, look_at=0.4)
+    source = tmp_path / "camera.mov"
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=48000)
+        audio.layout = "stereo"
+        for index, image in enumerate(clip.frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        tone = (np.sin(np.arange(24000) / 20) * 8000).astype(np.int16)
+        for start in range(0, 24000, 1024):
+            piece = av.AudioFrame.from_ndarray(np.repeat(tone[start:start + 1024], 2)[None], format="s16",
+                                               layout="stereo")
+            piece.sample_rate, piece.pts = 48000, start
+            for packet in audio.encode(piece):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    out = tmp_path / "out.mp4"
+    result = run_cli("video", source, "-o", out, "--sky", "sunset")
+    assert result.returncode == 0, result.stderr
+    assert "pcm_s16le audio cannot go into MP4 as it is; it is re-encoded to AAC" in result.stderr
+    with av.open(str(out)) as container:
+        stream = container.streams.audio[0]
+        assert (stream.codec_context.name, stream.codec_context.sample_rate, stream.codec_context.channels) == ("aac", 48000, 2)
+        assert float(stream.duration * stream.time_base) == pytest.approx(0.5, abs=0.05)

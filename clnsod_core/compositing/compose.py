@@ -158,28 +158,32 @@ def _halo_bands(matte: np.ndarray, width_px: float, rows: int) -> Iterator[tuple
 
 
 def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation,
-              gain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              gain: np.ndarray | None = None, foreground: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(composite, harmonised foreground), both of the photo's dtype (uint8 or uint16), for photo (H,W,3),
     matte (H,W) and sky (H,W,3) float32; computed in float32, rounded once at the end. ``gain``: the
-    foreground's per-channel gain, when not measured on this photo (``foreground_gain``)."""
+    foreground's per-channel gain, when not measured on this photo (``foreground_gain``);
+    ``foreground=False`` skips the harmonised foreground (None then)."""
     gain = foreground_gain(photo, matte, new_sky, options) if gain is None else np.asarray(gain, np.float32)
     h, w = matte.shape
     out = np.empty((h, w, 3), photo.dtype)
-    lit = np.empty((h, w, 3), photo.dtype)
-    top = unit_scale(photo.dtype)
-    rows = max(1, 4_000_000 // max(w, 1))  # strips keep the float temporaries small
+    lit = np.empty((h, w, 3), photo.dtype) if foreground else None
+    scale = (gain / np.float32(unit_scale(photo.dtype))).astype(np.float32)
+    rows = max(1, 1_000_000 // max(w, 1))  # strips keep the float temporaries small (and in cache)
     halo = _halo_bands(matte, options.halo_width * max(h, w), rows) if options.halo > 0 else None
     sky_mean = _weighted_mean(new_sky, matte) if halo is not None else None
     for y0 in range(0, h, rows):
         sl = slice(y0, min(h, y0 + rows))
-        fg = photo[sl].astype(np.float32) * (gain / top)
+        fg = photo[sl].astype(np.float32)
+        fg *= scale
         if halo is not None:
             _, band = next(halo)  # same rows as this strip
             b = band[:, :, None] * options.halo
             fg = fg * (1 - b) + (1 - (1 - fg) * (1 - sky_mean)) * b  # screen toward the sky colour
         np.clip(fg, 0, 1, out=fg)
-        from_unit(fg, photo.dtype, out=lit[sl])
-        m = matte[sl, :, None]
-        mixed = new_sky[sl] * m + fg * (1 - m)
+        if lit is not None:
+            from_unit(fg, photo.dtype, out=lit[sl])
+        mixed = np.subtract(new_sky[sl], fg)  # fg + (sky - fg) * m: one temporary instead of three
+        mixed *= matte[sl, :, None]
+        mixed += fg
         from_unit(mixed, photo.dtype, out=out[sl])
     return out, lit

@@ -182,8 +182,9 @@ def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options
     for y0, y1, coef in bands:
         band = matte[y0:y1]
         band.copy_(coef[3])
+        coef[:3] /= 255.0  # (the band's own copy) scale A once instead of every pixel of the photo
         for c in range(3):
-            band += coef[c] * (full[c, y0:y1].float() / 255.0)
+            band.addcmul_(coef[c], full[c, y0:y1].float())
     if options.edge_fade > 0:
         fade = max(1, round(options.edge_fade / 2))
         matte = box_filter_in_bands(box_filter_in_bands(matte, fade), fade, out=matte)  # ~Gaussian feather

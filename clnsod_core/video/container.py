@@ -11,7 +11,6 @@ audio packets untouched, interleaved by time. 10-bit sources are decoded at 16 b
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +19,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from clnsod_core.imaging.io import PhotoWarning
 from clnsod_core.video.hdr import HDR_TRANSFERS, tone_map_to_sdr
 
 MAX_SIDE = 8192  # 8K: larger frames are refused (H.264's largest level, and memory)
@@ -257,16 +255,14 @@ def source_warnings(info: VideoInfo) -> list[str]:
     elif info.bit_depth > 8:
         said.append(f"{info.path}: {info.bit_depth}-bit video is processed at 16 bits and written as 8-bit "
                     "H.264 (yuv420p)")
+    for codec in info.audio:
+        if codec not in MP4_AUDIO:
+            said.append(f"{info.path}: {codec} audio cannot go into MP4 as it is; it is re-encoded to AAC 256 kb/s")
     w, h = info.width, info.height
     if w % 2 or h % 2:
         said.append(f"{info.path}: frames of {w}x{h} are padded to {w + w % 2}x{h + h % 2} "
                     "(H.264 yuv420p needs even sizes); the added edge repeats the last row/column")
     return said
-
-
-def warn_about_source(info: VideoInfo) -> None:
-    for line in source_warnings(info):
-        warnings.warn(line, PhotoWarning, stacklevel=2)
 
 
 @dataclass(frozen=True)
@@ -372,9 +368,7 @@ class _AudioCopy:
         for stream in self.source.streams.audio:
             if stream.codec_context.name in MP4_AUDIO:
                 self.streams[stream.index] = (output.add_stream_from_template(stream), None)
-            else:
-                warnings.warn(f"{info.path}: {stream.codec_context.name} audio cannot go into MP4 as it is; "
-                              "re-encoded to AAC 256 kb/s", PhotoWarning, stacklevel=3)
+            else:  # (said by source_warnings)
                 out = output.add_stream("aac", rate=stream.codec_context.sample_rate)
                 out.bit_rate = 256_000
                 if stream.codec_context.layout is not None:

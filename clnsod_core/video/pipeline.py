@@ -12,10 +12,14 @@ rendered up to the break).
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -39,7 +43,12 @@ from clnsod_core.video.sky_path import SkyCanvas, sky_canvas, smooth_path
 from clnsod_core.video.temporal import HISTORY_WEIGHT, MatteStabiliser, tracking_grey
 
 NETWORK_BATCH = 4  # frames per network pass
+# The matte's colour guide is at most this long (as in the editors' live preview): the full-resolution
+# pass still follows every colour edge, and a 4K frame is refined in the time a photo preview takes.
+VIDEO_GUIDE_SIDE = 640
+GAIN_SAMPLE_STEP = 4  # the recolour/relight gain is measured on every 4th pixel (it is smoothed over frames)
 GAIN_SMOOTHING = 0.1  # share of each frame's own recolour/relight gain in the steady one
+T = TypeVar("T")
 Progress = Callable[[str, int, int | None], None]  # (stage, frames done, frames expected or None)
 
 
@@ -132,11 +141,13 @@ class VideoReplacer:
     def __init__(self, replacer: SkyReplacer, network_batch: int = NETWORK_BATCH) -> None:
         self.replacer = replacer
         self.network_batch = network_batch
-        self.cv2 = require_cv2()
+        require_cv2()
 
     def run(self, info: VideoInfo, sky: SkyImage | np.ndarray | str, out_path: Path, settings: VideoSettings,
             progress: Progress | None = None) -> VideoReport:
-        """Analyse, then render into ``out_path`` atomically (nothing is left there on any failure)."""
+        """Analyse, then render into ``out_path`` atomically (nothing is left there on any failure).
+        Rendering runs on two threads: decoding, the network and the mattes on this one, compositing
+        and encoding the frame before on the other (numpy's and x264's work overlaps torch's)."""
         started = time.perf_counter()
         path = analyse_camera(info, settings, progress)
         timings: dict[str, float] = {"analyse": time.perf_counter() - started}
@@ -145,15 +156,23 @@ class VideoReplacer:
         def render(handle) -> None:  # noqa: ANN001 - a binary file
             nonlocal frames
             writer = VideoWriter(handle, info, settings.encoding, settings.start_s, settings.end_s, settings.metadata)
+            compositor = Compositor(self.replacer, info, sky, path, settings, timings)
+
+            def finish(item: FrameMatte) -> None:
+                nonlocal frames
+                result = compositor(item)
+                tick = time.perf_counter()
+                writer.write(result, item.frame.pts)
+                _timed(timings, "encode", tick)
+                frames += 1
+                if progress:
+                    progress("replacing the sky", frames, path.frames)
+
             try:
-                for result, frame in self.frames(info, sky, path, settings, timings, progress):
-                    tick = time.perf_counter()
-                    writer.write(result, frame.pts)
-                    timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - tick
-                    frames += 1
+                _pipelined(self.mattes(info, path, settings, timings), finish)
                 tick = time.perf_counter()
                 writer.close()
-                timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - tick
+                _timed(timings, "encode", tick)
             except BaseException:
                 writer.abandon()
                 raise
@@ -170,87 +189,129 @@ class VideoReplacer:
         timings = timings if timings is not None else {}
         stabiliser = MatteStabiliser(settings.matte_smoothing)
         small = tracking_size(*info.upright_size)
-        for chunk in _chunks(self._decoded(info, settings, path.frames, timings), self.network_batch):
+        matte_options = replace_fields(settings.options.matte,
+                                       guide_side=min(settings.options.matte.guide_side, VIDEO_GUIDE_SIDE))
+        for chunk in _chunks(_decoded(info, settings, path.frames, timings), self.network_batch):
             tick = time.perf_counter()
             guides = [as_u8(frame.image) for frame in chunk]
             probs = self.replacer.masker.predict_working_size(guides)
             tick = _timed(timings, "network", tick)
             for frame, guide, prob in zip(chunk, guides, probs, strict=True):
-                single, _ = sky_matte(guide, prob, settings.options.matte)
+                single, _ = sky_matte(guide, prob, matte_options)
                 tick = _timed(timings, "matte", tick)
                 steady = stabiliser.update(single, tracking_grey(guide, small), path.step(frame.index))
                 tick = _timed(timings, "stabilise", tick)
                 yield FrameMatte(frame, single, steady)
 
-    def frames(self, info: VideoInfo, sky: SkyImage | np.ndarray | str, path: CameraPath, settings: VideoSettings,
-               timings: dict[str, float], progress: Progress | None = None) -> Iterator[tuple[np.ndarray, Frame]]:
-        """Pass 2: (result frame, source frame) in order, for the frames pass 1 analysed."""
-        options = settings.options
-        width, height = info.upright_size
-        canvas: tuple[SkyCanvas, np.ndarray] | None = None
-        gain: np.ndarray | None = None
-        views = path.smoothed if settings.follow_camera else [np.eye(3)] * path.frames  # first frame -> frame
-        for item in self.mattes(info, path, settings, timings):
-            frame, matte = item.frame, item.matte
-            tick = time.perf_counter()
-            result = frame.image
-            if matte.any():
-                if canvas is None:
-                    canvas = self._canvas(sky, views, frame.index, matte, width, height, options)
-                placed = self._sky_for(canvas, views[frame.index], width, height)
-                tick = _timed(timings, "sky", tick)
-                own = foreground_gain(frame.image, matte, placed, options.harmonisation)
-                gain = own if gain is None else (1 - GAIN_SMOOTHING) * gain + GAIN_SMOOTHING * own
-                result = self.replacer.replace(frame.image, PlacedSky(placed), options, matte=matte, gain=gain).composite
-                tick = _timed(timings, "composite", tick)
-            if settings.label:
-                result = stamp_label(result, settings.label)
-            if progress:
-                progress("replacing the sky", frame.index + 1, path.frames)
-            yield result, frame
 
-    def _decoded(self, info: VideoInfo, settings: VideoSettings, count: int,
-                 timings: dict[str, float]) -> Iterator[Frame]:
-        """The frames pass 1 analysed (a truncated clip stops at its break), with decoding timed."""
-        frames = read_frames(info, settings.start_s, settings.end_s)
-        while True:
-            tick = time.perf_counter()
-            try:
-                frame = next(frames, None)
-            except VideoBroken as exc:
-                if exc.frames < count:  # pass 1 read further than this: the file changed under us
-                    raise
-                frame = None
-            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - tick
-            if frame is None or frame.index >= count:
-                return
-            yield frame
+class Compositor:
+    """Pass 2's second half: the new sky, placed once on a canvas covering the camera's whole path and
+    shown through each frame's smoothed homography, composited over each frame through the one
+    replacement API with the steady matte and a steady recolour/relight gain."""
 
-    def _canvas(self, sky: SkyImage | np.ndarray | str, views: list[np.ndarray], index: int, matte: np.ndarray,
-                width: int, height: int, options: ReplaceOptions) -> tuple[SkyCanvas, np.ndarray]:
-        """The new sky placed once on a canvas covering the camera's whole path (uint16, to halve its
-        memory), its horizon at the sky line of the first frame that shows sky, carried into the first
-        frame's coordinates."""
-        canvas = sky_canvas(views, width, height)
+    def __init__(self, replacer: SkyReplacer, info: VideoInfo, sky: SkyImage | np.ndarray | str, path: CameraPath,
+                 settings: VideoSettings, timings: dict[str, float] | None = None) -> None:
+        self.cv2 = require_cv2()
+        self.replacer, self.sky, self.settings = replacer, sky, settings
+        self.width, self.height = info.upright_size
+        # First frame -> each frame; a fixed sky stays where the first frame has it.
+        self.views = path.smoothed if settings.follow_camera else [np.eye(3)] * path.frames
+        self.timings = timings if timings is not None else {}
+        self.canvas: tuple[SkyCanvas, np.ndarray] | None = None
+        self.gain: np.ndarray | None = None
+
+    def __call__(self, item: FrameMatte) -> np.ndarray:
+        """The finished frame (the source frame itself where it shows no sky)."""
+        frame, matte, options = item.frame, item.matte, self.settings.options
+        tick = time.perf_counter()
+        result = frame.image
+        if matte.any():
+            if self.canvas is None:
+                self.canvas = self._canvas(frame.index, matte)
+            placed = self._sky_for(self.views[frame.index])
+            tick = _timed(self.timings, "sky", tick)
+            step = GAIN_SAMPLE_STEP
+            own = foreground_gain(frame.image[::step, ::step], matte[::step, ::step], placed[::step, ::step],
+                                  options.harmonisation)
+            self.gain = own if self.gain is None else (1 - GAIN_SMOOTHING) * self.gain + GAIN_SMOOTHING * own
+            result = self.replacer.replace(frame.image, PlacedSky(placed), options, matte=matte, gain=self.gain).composite
+            _timed(self.timings, "composite", tick)
+        if self.settings.label:
+            result = stamp_label(result, self.settings.label)
+        return result
+
+    def _canvas(self, index: int, matte: np.ndarray) -> tuple[SkyCanvas, np.ndarray]:
+        """The new sky placed once on a canvas covering every view (uint16, to halve its memory), its
+        horizon at the sky line of the first frame that shows sky, carried into the first frame's
+        coordinates."""
+        width, height = self.width, self.height
+        canvas = sky_canvas(self.views, width, height)
         bottom = lowest_sky_line(matte)
-        to_first = np.linalg.inv(views[index])
-        point = to_first @ np.array([width / 2, sky_region_height(height, bottom), 1.0])
+        point = np.linalg.inv(self.views[index]) @ np.array([width / 2, sky_region_height(height, bottom), 1.0])
         canvas_bottom = int(np.clip(point[1] / point[2] - canvas.y0, 1, canvas.height))
-        placed = self.replacer.place(sky, canvas.height, canvas.width, canvas_bottom, options)
-        pixels = np.empty(placed.shape, np.uint16)
+        placed = self.replacer.place(self.sky, canvas.height, canvas.width, canvas_bottom, self.settings.options)
         np.multiply(placed, 65535.0, out=placed)
         np.rint(placed, out=placed)
-        pixels[...] = placed
-        return canvas, pixels
+        return canvas, placed.astype(np.uint16)
 
-    def _sky_for(self, canvas: tuple[SkyCanvas, np.ndarray], homography: np.ndarray, width: int,
-                 height: int) -> np.ndarray:
-        """The canvas as this frame sees it: (H, W, 3) float32 in [0, 1]."""
+    def _sky_for(self, view: np.ndarray) -> np.ndarray:
+        """The canvas as a frame with this view sees it: (H, W, 3) float32 in [0, 1]."""
         cv2 = self.cv2
-        geometry, pixels = canvas
-        warped = cv2.warpPerspective(pixels, geometry.frame_to_canvas(homography), (width, height),
+        geometry, pixels = self.canvas  # type: ignore[misc]
+        warped = cv2.warpPerspective(pixels, geometry.frame_to_canvas(view), (self.width, self.height),
                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
         return warped.astype(np.float32) * np.float32(1 / 65535)
+
+
+def _decoded(info: VideoInfo, settings: VideoSettings, count: int, timings: dict[str, float]) -> Iterator[Frame]:
+    """The frames pass 1 analysed (a truncated clip stops at its break), with decoding timed."""
+    frames = read_frames(info, settings.start_s, settings.end_s)
+    while True:
+        tick = time.perf_counter()
+        try:
+            frame = next(frames, None)
+        except VideoBroken as exc:
+            if exc.frames < count:  # pass 1 read further than this: the file changed under us
+                raise
+            frame = None
+        _timed(timings, "decode", tick)
+        if frame is None or frame.index >= count:
+            return
+        yield frame
+
+
+_DONE = object()
+
+
+def _pipelined(items: Iterator[T], work: Callable[[T], None], depth: int = 2) -> None:
+    """``work(item)`` for each item, in order, on a second thread while this one produces the next
+    items (at most ``depth`` waiting); the first failure on either thread is raised here."""
+    waiting: queue.Queue[object] = queue.Queue(maxsize=depth)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            item = waiting.get()
+            if item is _DONE:
+                return
+            if not failures:
+                try:
+                    work(item)  # type: ignore[arg-type]
+                except BaseException as exc:  # noqa: BLE001 - handed to the producing thread
+                    failures.append(exc)
+
+    thread = threading.Thread(target=worker, name="clnsod-video-compositor", daemon=True)
+    thread.start()
+    try:
+        for item in items:
+            if failures:
+                break
+            waiting.put(item)
+    finally:
+        waiting.put(_DONE)
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _timed(timings: dict[str, float], stage: str, start: float) -> float:

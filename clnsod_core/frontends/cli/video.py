@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +120,7 @@ def video_command(clip: Path, out_path: Path, **flags: Any) -> None:
     try:
         require_av()
         require_cv2()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # said once below, as warnings
-            info = probe(clip)
+        info = probe(clip)
     except VideoError as exc:
         raise click.ClickException(str(exc)) from None
     if info.end_s is not None and start >= info.end_s:
@@ -145,9 +142,7 @@ def video_command(clip: Path, out_path: Path, **flags: Any) -> None:
                f"{f', about {frames} frames' if frames else ''}{', audio kept' if info.audio else ''}", err=True)
     progress = FrameProgress()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the source's warnings were said above
-            report = VideoReplacer(load_replacer(flags)).run(info, sky, out_path, settings, progress)
+        report = VideoReplacer(load_replacer(flags)).run(info, sky, out_path, settings, progress)
     except VideoBroken as exc:
         progress.close()
         hint = "" if settings.allow_truncated else "; --allow-truncated keeps the frames before the break"
