@@ -262,10 +262,11 @@ class SkyReplacer:
         cache = cache if cache is not None else StageCache(keep=())
         report = on_stage or (lambda _stage: None)
         report("computing the sky matte")
+        matte_key: Hashable = options.matte  # what the stages below depend on of the matte
         if matte is None:
             matte, sky_found = self.mask(photo, options.matte, space, cache)
         else:
-            sky_found = bool(matte.any())
+            matte_key, sky_found = ("given", Same(matte)), bool(matte.any())
         if not sky_found:
             return ReplaceResult.without_sky(photo)
         report("placing the new sky")
@@ -278,11 +279,11 @@ class SkyReplacer:
         report("blending the foreground")
         harmonisation = options.harmonisation
         gain_key = None if gain is None else tuple(float(g) for g in gain)
-        blend_key = (options.matte, placement_key, replace_fields(harmonisation, reflection=0.0, haze=0.0), gain_key)
+        blend_key = (matte_key, placement_key, replace_fields(harmonisation, reflection=0.0, haze=0.0), gain_key)
         comp, _ = cache.get("composite", blend_key,
                             lambda: composite(photo, matte, placed, harmonisation, gain=gain, foreground=False))
         report("adding reflections and haze")
-        found = cache.get("overlays", (options.matte, placement_key, harmonisation.reflection, harmonisation.haze),
+        found = cache.get("overlays", (matte_key, placement_key, harmonisation.reflection, harmonisation.haze),
                           lambda: overlay_layers(photo, matte, placed, harmonisation))
         if not found:
             return ReplaceResult(photo, comp, matte, placed)

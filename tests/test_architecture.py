@@ -17,7 +17,7 @@ RANKS = {
     "masking": 3,
     "compositing": 4,
     "replace": 5,
-    "jobs": 6,
+    "jobs": 6, "video": 6,
     "frontends": 7,
 }
 

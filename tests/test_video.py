@@ -10,6 +10,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,8 +21,6 @@ import video_quality as quality  # noqa: E402
 
 from cli_runner import run_cli  # noqa: E402
 from conftest import PHOTOS  # noqa: E402
-
-av = pytest.importorskip("av")
 
 from clnsod_core.masking.inference import SkyMasker  # noqa: E402
 from clnsod_core.replace import ReplaceOptions, SkyReplacer  # noqa: E402

@@ -1,11 +1,12 @@
 """The camera's rotation and zoom from frame to frame, as homographies (for a sky at infinity).
 
 A sky at infinity moves only with the camera's rotation and zoom, which map one frame to another by
-a homography. It is estimated from corners tracked on small grey frames (pyramidal Lucas-Kanade,
-forward-backward checked) anywhere in the frame: on distant land and in the sky when it has any
+a homography. It is estimated from corners tracked on small grey frames (pyramidal Lucas-Kanade)
+anywhere in the frame: on distant land and in the sky when it has any
 texture, so clear or overcast skies with no features are handled by the land, and land with no
-features by the clouds. Each frame's corners are matched to a keyframe, refined directly against the
-keyframe's picture (so errors do not pile up frame after frame), and the homography is fitted by
+features by the clouds. Each frame's corners are tracked from the previous frame (forward-backward
+checked), then refined directly against the keyframe's picture (tracks whose answers disagree are
+dropped, and errors do not pile up frame after frame), and the homography is fitted by
 RANSAC (moving cars, people and birds are outliers). The upper part of the frame, usually the most
 distant, is preferred when it has enough corners (near land shows parallax when the camera moves).
 A new keyframe is taken when too few corners survive or the view has turned or zoomed too far from it.
@@ -30,7 +31,7 @@ KEEP_SHARE = 0.5  # ... or fewer than this share of the keyframe's corners
 REKEY_SCALE = 0.06  # ... or the view has zoomed by this much since the keyframe
 REKEY_ANGLE = 0.05  # ... or rolled by this many radians
 RANSAC_PX = 1.0  # inlier distance at tracking size
-FB_PX = 0.7  # forward-backward disagreement beyond which a track is dropped
+AGREE_PX = 0.7  # a track whose forward and backward, or frame-to-frame and keyframe, answers differ more is dropped
 DISTANT_SHARE = 0.6  # corners in this upper share of the frame are tried first
 WELL_SPREAD = 0.12  # corners whose narrower spread (std) is below this share of the frame's short side lie on a line
 ASSUMED_FOCAL = 1.0  # focal length in frame widths (53 degrees across) the rotation fit starts from
@@ -109,10 +110,11 @@ class CameraTracker:
         assert key is not None and self._prev_points is not None and self._key_index is not None
         if len(self._prev_points) < 8:
             return self._last, False
+        # Frame to frame first (small steps), checked backward, then refined against the keyframe below.
         forward, ok, _ = cv2.calcOpticalFlowPyrLK(self._prev_grey, grey, self._prev_points, None, **LK_PARAMS)
         back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev_grey, forward, None, **LK_PARAMS)
-        good = (ok[:, 0] == 1) & (ok_back[:, 0] == 1) & (np.linalg.norm((back - self._prev_points)[:, 0], axis=1) < FB_PX)
-        good &= _inside(forward, grey.shape)
+        returned = np.linalg.norm((back - self._prev_points)[:, 0], axis=1) < AGREE_PX
+        good = (ok[:, 0] == 1) & (ok_back[:, 0] == 1) & returned & _inside(forward, grey.shape)
         index = self._key_index[good]
         if len(index) < 8:
             self._prev_points, self._key_index = forward[good], index
@@ -121,8 +123,8 @@ class CameraTracker:
         start = key.points[index]
         refined, ok_ref, _ = cv2.calcOpticalFlowPyrLK(key.grey, grey, start, forward[good].copy(),
                                                       flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **LK_PARAMS)
-        agree = (ok_ref[:, 0] == 1) & (np.linalg.norm((refined - forward[good])[:, 0], axis=1) < 1.5)
-        points = np.where(agree[:, None, None], refined, forward[good])
+        agree = (ok_ref[:, 0] == 1) & (np.linalg.norm((refined - forward[good])[:, 0], axis=1) < AGREE_PX)
+        points, index, start = refined[agree], index[agree], start[agree]
         homography = _fit(cv2, start, points, grey.shape, self._focal)
         if homography is None:
             self._prev_points, self._key_index = points, index
@@ -238,21 +240,24 @@ def _fit_rotation(cv2, source: np.ndarray, target: np.ndarray, shape: tuple[int,
 
 
 def _gauss_newton(params: np.ndarray, source: np.ndarray, target: np.ndarray, focal: float, cx: float,
-                  cy: float, steps: int = 12) -> np.ndarray:
+                  cy: float, steps: int = 8) -> np.ndarray:
+    points = np.c_[source[:, 0], np.ones(len(source))]
+    goal = target[:, 0].ravel()
+
     def residual(p: np.ndarray) -> np.ndarray:
-        q = np.c_[source[:, 0], np.ones(len(source))] @ rotation_homography(p, focal, cx, cy).T
-        return np.append((q[:, :2] / q[:, 2:3] - target[:, 0]).ravel(), FOCAL_PRIOR_PX * p[4])
+        q = points @ rotation_homography(p, focal, cx, cy).T
+        return np.append((q[:, :2] / q[:, 2:3]).ravel() - goal, FOCAL_PRIOR_PX * p[4])
 
     count = len(params)
     for _ in range(steps):
         r = residual(params)
         jacobian = np.empty((len(r), count))
-        for i in range(count):
+        for i in range(count):  # forward differences: the model is smooth and the steps are tiny
             delta = np.zeros(count)
-            delta[i] = 1e-6
-            jacobian[:, i] = (residual(params + delta) - residual(params - delta)) / 2e-6
+            delta[i] = 1e-7
+            jacobian[:, i] = (residual(params + delta) - r) / 1e-7
         step, *_ = np.linalg.lstsq(jacobian, -r, rcond=None)
         params = params + step
-        if np.abs(step).max() < 1e-9:
+        if np.abs(step).max() < 1e-8:
             break
     return params

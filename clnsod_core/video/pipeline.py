@@ -260,7 +260,7 @@ class Compositor:
         geometry, pixels = self.canvas  # type: ignore[misc]
         warped = cv2.warpPerspective(pixels, geometry.frame_to_canvas(view), (self.width, self.height),
                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
-        return warped.astype(np.float32) * np.float32(1 / 65535)
+        return np.multiply(warped, np.float32(1 / 65535), dtype=np.float32)  # one pass, no uint16 -> float copy
 
 
 def _decoded(info: VideoInfo, settings: VideoSettings, count: int, timings: dict[str, float]) -> Iterator[Frame]:

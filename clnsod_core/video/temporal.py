@@ -48,11 +48,13 @@ class MatteStabiliser:
         moved = cv2.warpPerspective(previous, motion, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         trust = self._unchanged(grey, previous_grey, motion, (w, h))
         keep = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(self.history_weight)
-        fused = moved * keep + matte * (1 - keep)
-        np.clip(fused, 0, 1, out=fused)
-        # The same snapping as the single-frame matte: exact 0 and 1 stay exact.
-        fused[fused < 2 / 255] = 0
-        fused[fused > 1 - 2 / 255] = 1
+        fused = moved - matte  # matte + keep * (moved - matte), in place
+        fused *= keep
+        fused += matte
+        # The same snapping as the single-frame matte (and a clamp): exact 0 and 1 stay exact.
+        snap = np.float32(2 / 255)
+        np.copyto(fused, np.float32(0), where=fused < snap)
+        np.copyto(fused, np.float32(1), where=fused > 1 - snap)
         self._previous = fused
         return fused
 
