@@ -145,10 +145,11 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
 
 
 def write_clip(frames: list[np.ndarray], path: Path, fps: Fraction, crf: int = 16, rotation: int = 0,
-               audio_seconds: float = 0.0, timestamps: list[float] | None = None) -> None:
+               audio_seconds: float = 0.0, timestamps: list[float] | None = None, audio_codec: str = "aac",
+               audio_layout: str = "mono") -> None:
     """Encode ``frames`` (upright RGB) to H.264 with PyAV: ``rotation`` stores them turned so that a
-    player (and the reader) rotates them back; ``audio_seconds`` adds an AAC tone; ``timestamps``
-    (seconds) give a variable frame rate."""
+    player (and the reader) rotates them back; ``audio_seconds`` adds a tone (``audio_codec``, e.g.
+    "pcm_s16le" in a .mov as cameras record); ``timestamps`` (seconds) give a variable frame rate."""
     import av
 
     with av.open(str(path), "w") as container:
@@ -164,7 +165,10 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: Fraction, crf: int = 1
         stream.codec_context.color_trc = 1
         if rotation:
             stream.set_display_rotation(rotation)
-        audio = container.add_stream("aac", rate=48000) if audio_seconds > 0 else None
+        audio = None
+        if audio_seconds > 0:
+            audio = container.add_stream(audio_codec, rate=48000)
+            audio.layout = audio_layout
         for index, image in enumerate(stored):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
                 format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
@@ -175,14 +179,28 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: Fraction, crf: int = 1
         for packet in stream.encode(None):
             container.mux(packet)
         if audio is not None:
-            samples = round(audio_seconds * 48000)
-            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)[None]
-            chunk = 1024
-            for start in range(0, samples, chunk):
-                piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + chunk]), format="fltp",
-                                                   layout="mono")
-                piece.sample_rate, piece.pts = 48000, start
-                for packet in audio.encode(piece):
-                    container.mux(packet)
-            for packet in audio.encode(None):
-                container.mux(packet)
+            write_tone(container, audio, audio_seconds)
+
+
+def write_tone(container, stream, seconds: float) -> None:  # noqa: ANN001 - PyAV output container and stream
+    """``seconds`` of a 440 Hz tone into an open audio ``stream``, 1024 samples a frame, then flushed;
+    as planar floats or packed 16-bit samples, whichever the stream's encoder takes."""
+    import av
+
+    ctx = stream.codec_context
+    rate, layout = ctx.sample_rate, ctx.layout
+    channels = layout.nb_channels
+    tone = 0.2 * np.sin(2 * np.pi * 440 * np.arange(round(seconds * rate)) / rate)
+    planar = ctx.format.name == "fltp"
+    for start in range(0, len(tone), 1024):
+        part = tone[start:start + 1024]
+        if planar:
+            data, fmt = np.repeat(part[None].astype(np.float32), channels, axis=0), "fltp"
+        else:
+            data, fmt = np.repeat((part * 32767).astype(np.int16), channels)[None], "s16"
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=layout.name)
+        frame.sample_rate, frame.pts = rate, start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)

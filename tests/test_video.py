@@ -184,16 +184,7 @@ def _audio_only(path: Path, with_video_stream: bool) -> None:
         if with_video_stream:
             video = container.add_stream("libx264", rate=25)
             video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = container.add_stream("aac", rate=48000)
-        tone = (0.1 * np.sin(np.arange(48000) / 10)).astype(np.float32)[None]
-        for start in range(0, 48000, 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                               layout="mono")
-            frame.sample_rate, frame.pts = 48000, start
-            for packet in audio.encode(frame):
-                container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
+        clips.write_tone(container, container.add_stream("aac", rate=48000), 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -302,27 +293,7 @@ def test_audio_mp4_cannot_hold_is_re_encoded_with_a_warning(tmp_path: Path, pico
     """A camera's MOV with PCM sound: the sound is kept (as AAC, same rate, channels and length)."""
     clip = clips.render_clip(picos, SIZE, "static", seconds=0.5, look_at=0.4)
     source = tmp_path / "camera.mov"
-    with av.open(str(source), "w") as container:
-        video = container.add_stream("libx264", rate=30)
-        video.width, video.height, video.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        audio = container.add_stream("pcm_s16le", rate=48000)
-        audio.layout = "stereo"
-        for index, image in enumerate(clip.frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-            frame.pts = index
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode(None):
-            container.mux(packet)
-        tone = (np.sin(np.arange(24000) / 20) * 8000).astype(np.int16)
-        for start in range(0, 24000, 1024):
-            piece = av.AudioFrame.from_ndarray(np.repeat(tone[start:start + 1024], 2)[None], format="s16",
-                                               layout="stereo")
-            piece.sample_rate, piece.pts = 48000, start
-            for packet in audio.encode(piece):
-                container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
+    clips.write_clip(clip.frames, source, clip.fps, audio_seconds=0.5, audio_codec="pcm_s16le", audio_layout="stereo")
     out = tmp_path / "out.mp4"
     result = run_cli("video", source, "-o", out, "--sky", "sunset")
     assert result.returncode == 0, result.stderr

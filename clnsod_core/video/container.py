@@ -73,6 +73,11 @@ class ColourTags:
     def hdr(self) -> bool:
         return self.transfer in HDR_TRANSFERS
 
+    @property
+    def matrix_name(self) -> str:
+        """The swscale colour matrix for YUV <-> RGB conversions of a stream with these tags."""
+        return "itu709" if self.matrix == BT709 else "bt2020" if self.matrix in (9, 10) else "itu601"
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -99,10 +104,6 @@ class VideoInfo:
     def upright_size(self) -> tuple[int, int]:
         """(width, height) as the clip is shown."""
         return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
-
-    def matrix_name(self) -> str:
-        """The swscale colour matrix for this stream's YUV <-> RGB conversion."""
-        return "itu709" if self.colour.matrix == BT709 else "bt2020" if self.colour.matrix in (9, 10) else "itu601"
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def read_frames(info: VideoInfo, start_s: float = 0.0, end_s: float | None = Non
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     deep_source = info.bit_depth > 8
-    to_rgb: dict[str, Any] = {"src_colorspace": info.matrix_name(),
+    to_rgb: dict[str, Any] = {"src_colorspace": info.colour.matrix_name,
                               "src_color_range": "JPEG" if info.colour.range == RANGE_FULL else "MPEG"}
     index, last_time = 0, None
     try:
@@ -279,7 +280,6 @@ class VideoWriter:
                  end_s: float | None = None, metadata: dict[str, str] | None = None) -> None:
         av = self._av = require_av()
         self.info = info
-        self.start_s, self.end_s = start_s, end_s
         self.output = av.open(handle, mode="w", format="mp4")
         for key, value in (metadata or {}).items():
             self.output.metadata[key] = value
@@ -291,18 +291,16 @@ class VideoWriter:
         stream.codec_context.time_base = info.time_base
         stream.thread_type = "AUTO"
         stream.options = {"crf": str(encoding.crf), "preset": encoding.preset}
-        tags = self._output_tags()
+        tags = self.tags = self._output_tags()
         ctx = stream.codec_context
         ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = (
             tags.primaries, tags.transfer, tags.matrix, tags.range)
-        self.tags = tags
         if info.rotation:
             stream.set_display_rotation(info.rotation)
         self.video = stream
         self.offset = int(round(start_s / info.time_base)) if start_s > 0 else 0
         self.last_pts: int | None = None
         self._audio = _AudioCopy(av, info, self.output, start_s, end_s)
-        self.frames = 0
 
     def _output_tags(self) -> ColourTags:
         tags = self.info.colour
@@ -319,8 +317,7 @@ class VideoWriter:
             stored = np.pad(stored, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         fmt = "rgb24" if stored.dtype == np.uint8 else "rgb48le"
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format=fmt)
-        frame = frame.reformat(format="yuv420p", dst_colorspace=self.info.matrix_name() if not self.info.colour.hdr
-                               else "itu709", dst_color_range="MPEG")
+        frame = frame.reformat(format="yuv420p", dst_colorspace=self.tags.matrix_name, dst_color_range="MPEG")
         out_pts = pts - self.offset
         if self.last_pts is not None and out_pts <= self.last_pts:
             out_pts = self.last_pts + 1  # the encoder needs strictly increasing timestamps
@@ -328,7 +325,6 @@ class VideoWriter:
         frame.pts, frame.time_base = out_pts, self.info.time_base
         for packet in self.video.encode(frame):
             self._mux_video(packet)
-        self.frames += 1
 
     def _mux_video(self, packet: Any) -> None:
         if packet.dts is not None:
@@ -340,6 +336,7 @@ class VideoWriter:
         for packet in self.video.encode(None):
             self._mux_video(packet)
         self._audio.mux_until(None)
+        self._audio.flush()
         self._audio.close()
         self.output.close()
 
@@ -413,12 +410,15 @@ class _AudioCopy:
             for encoded in out.encode(frame):
                 self.output.mux(encoded)
 
-    def close(self) -> None:
-        if self.source is None:
-            return
+    def flush(self) -> None:
+        """What the re-encoders still hold."""
         for out, decoder in self.streams.values():
             if decoder is not None:
                 for encoded in out.encode(None):
                     self.output.mux(encoded)
-        self.source.close()
-        self.source = None
+
+    def close(self) -> None:
+        """Close the second handle on the source (the output is the writer's)."""
+        if self.source is not None:
+            self.source.close()
+            self.source = None

@@ -19,7 +19,7 @@ motion is carried on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,27 +68,23 @@ class _Keyframe:
     to_frame: np.ndarray  # homography reference -> keyframe (tracking pixels)
 
 
-@dataclass
 class CameraTracker:
     """Feed upright grey frames of ``tracking_size`` in order; ``update`` returns the homography from the first
     frame to this one, in full-resolution pixels, and whether it was measured (not carried on)."""
 
-    width: int  # full-resolution upright frame size
-    height: int
-    _key: _Keyframe | None = None
-    _prev_grey: np.ndarray | None = None
-    _prev_points: np.ndarray | None = None  # keyframe corners as tracked into the previous frame
-    _key_index: np.ndarray | None = None  # which keyframe corner each previous point is
-    _last: np.ndarray = field(default_factory=lambda: np.eye(3))  # reference -> previous frame (tracking px)
-    _step: np.ndarray = field(default_factory=lambda: np.eye(3))  # last frame-to-frame motion
-    _focal: float = 0.0  # focal length (tracking px) the rotation fit last found
-
-    def __post_init__(self) -> None:
+    def __init__(self, width: int, height: int) -> None:
+        """``width`` x ``height``: the full-resolution upright frame size."""
         self.cv2 = require_cv2()
-        small_w, small_h = tracking_size(self.width, self.height)
-        self._to_small = scale_matrix(small_w / self.width, small_h / self.height)
+        small_w, small_h = tracking_size(width, height)
+        self._to_small = scale_matrix(small_w / width, small_h / height)
         self._to_full = np.linalg.inv(self._to_small)
-        self._focal = ASSUMED_FOCAL * small_w
+        self._focal = ASSUMED_FOCAL * small_w  # focal length (tracking px) the rotation fit last found
+        self._key: _Keyframe | None = None
+        self._prev_grey: np.ndarray | None = None
+        self._prev_points: np.ndarray | None = None  # keyframe corners as tracked into the previous frame
+        self._key_index: np.ndarray | None = None  # which keyframe corner each previous point is
+        self._last = np.eye(3)  # reference -> previous frame (tracking px)
+        self._step = np.eye(3)  # last frame-to-frame motion
 
     def update(self, grey: np.ndarray) -> tuple[np.ndarray, bool]:
         if self._key is None:

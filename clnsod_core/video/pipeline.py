@@ -24,7 +24,7 @@ from typing import TypeVar
 import numpy as np
 
 from clnsod_core import __version__
-from clnsod_core.arrays import as_u8
+from clnsod_core.arrays import as_u8, from_unit
 from clnsod_core.compositing.compose import foreground_gain, lowest_sky_line, sky_region_height
 from clnsod_core.compositing.disclosure import stamp_label
 from clnsod_core.files import write_atomic
@@ -154,7 +154,6 @@ class VideoReplacer:
         frames = 0
 
         def render(handle) -> None:  # noqa: ANN001 - a binary file
-            nonlocal frames
             writer = VideoWriter(handle, info, settings.encoding, settings.start_s, settings.end_s, settings.metadata)
             compositor = Compositor(self.replacer, info, sky, path, settings, timings)
 
@@ -250,9 +249,7 @@ class Compositor:
         point = np.linalg.inv(self.views[index]) @ np.array([width / 2, sky_region_height(height, bottom), 1.0])
         canvas_bottom = int(np.clip(point[1] / point[2] - canvas.y0, 1, canvas.height))
         placed = self.replacer.place(self.sky, canvas.height, canvas.width, canvas_bottom, self.settings.options)
-        np.multiply(placed, 65535.0, out=placed)
-        np.rint(placed, out=placed)
-        return canvas, placed.astype(np.uint16)
+        return canvas, from_unit(placed, np.dtype(np.uint16))
 
     def _sky_for(self, view: np.ndarray) -> np.ndarray:
         """The canvas as a frame with this view sees it: (H, W, 3) float32 in [0, 1]."""

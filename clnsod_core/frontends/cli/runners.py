@@ -84,6 +84,11 @@ def load_sky_or_fail(spec: str, max_megapixels: float) -> SkySource:
         raise click.ClickException(str(exc)) from None
 
 
+def sky_label(spec: str, sky: SkySource) -> str:
+    """How outputs name their new sky (disclosure metadata): the preset or library name, or the file's name."""
+    return spec if isinstance(sky, str) else Path(str(spec)).name
+
+
 Notice = Callable[[str], None]  # receives informational lines such as "<photo>: no sky found; ..."
 
 
@@ -142,7 +147,7 @@ def replace_runner(replacer: SkyReplacer, sky: SkySource, flags: dict[str, Any],
     options = ReplaceOptions.from_flat(flags)
     quality = flags["quality"]
     label = check_label(flags["label"]) if flags.get("label") is not None else None
-    sky_name = flags["sky"] if isinstance(sky, str) else Path(str(flags["sky"])).name
+    sky_name = sky_label(flags["sky"], sky)
     when = flags.get(REPLACED_AT) or replacement_time()
 
     def compute(items: list[Decoded]) -> list[ReplaceResult]:

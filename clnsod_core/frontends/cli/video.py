@@ -12,7 +12,13 @@ import click
 
 from clnsod_core.frontends.cli.common import ensure_writable_dir
 from clnsod_core.frontends.cli.options import REPLACE_GROUPS, cli_options
-from clnsod_core.frontends.cli.runners import REPLACED_AT, disclosure_flags, load_replacer, load_sky_or_fail
+from clnsod_core.frontends.cli.runners import (
+    REPLACED_AT,
+    disclosure_flags,
+    load_replacer,
+    load_sky_or_fail,
+    sky_label,
+)
 from clnsod_core.replace import ReplaceOptions
 from clnsod_core.video.container import (
     Encoding,
@@ -130,12 +136,11 @@ def video_command(clip: Path, out_path: Path, **flags: Any) -> None:
     flags = disclosure_flags(flags)
     ensure_writable_dir(out_path.parent)
     sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"])
-    sky_name = flags["sky"] if isinstance(sky, str) else Path(str(flags["sky"])).name
     settings = VideoSettings(
         options=ReplaceOptions.from_flat(flags), encoding=Encoding(flags["crf"], flags["encoder_preset"]),
         start_s=start, end_s=end, allow_truncated=flags["allow_truncated"], label=flags["label"],
         matte_smoothing=flags["matte_smoothing"], follow_camera=flags["sky_motion"] == "camera",
-        metadata=disclosure_metadata(sky_name, flags[REPLACED_AT], flags["label"]))
+        metadata=disclosure_metadata(sky_label(flags["sky"], sky), flags[REPLACED_AT], flags["label"]))
     width, height = info.upright_size
     frames = expected_frames(info, settings)
     click.echo(f"{clip}: {width}x{height}, {float(info.fps):.3f} frames/s"
@@ -144,13 +149,12 @@ def video_command(clip: Path, out_path: Path, **flags: Any) -> None:
     try:
         report = VideoReplacer(load_replacer(flags)).run(info, sky, out_path, settings, progress)
     except VideoBroken as exc:
-        progress.close()
         hint = "" if settings.allow_truncated else "; --allow-truncated keeps the frames before the break"
         raise click.ClickException(f"{exc}{hint}") from None
     except VideoError as exc:
-        progress.close()
         raise click.ClickException(str(exc)) from None
-    progress.close()
+    finally:
+        progress.close()
     if report.truncated_at_s is not None:
         click.echo(f"warning: {clip}: the video stream breaks after {report.truncated_at_s:.2f} s; "
                    f"kept the {report.frames} frames before the break", err=True)
