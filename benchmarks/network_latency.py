@@ -40,7 +40,7 @@ def make_clnsod(threads: int, weights: str | None):
 
     torch.set_num_threads(threads)
     masker = SkyMasker(weights, device="cpu")
-    x = torch.rand(1, 3, masker.input_size, masker.input_size)
+    x = torch.rand(1, 3, masker.input_size, masker.input_size).contiguous(memory_format=torch.channels_last)  # as photos arrive
 
     def run() -> None:
         with torch.inference_mode():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch.nn.functional as F
+from PIL import Image
 
 from clnsod_core.arrays import from_unit, unit_scale
 from clnsod_core.masking.matte import readonly_view, resize_in_bands
@@ -168,11 +169,23 @@ def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options
     out = np.empty((h, w, 3), photo.dtype)
     lit = np.empty((h, w, 3), photo.dtype) if foreground else None
     scale = (gain / np.float32(unit_scale(photo.dtype))).astype(np.float32)
-    rows = max(1, 1_000_000 // max(w, 1))  # strips keep the float temporaries small (and in cache)
+    rows = max(1, min(STRIP_ROWS, 1_000_000 // max(w, 1)))  # strips keep the float temporaries small (and in cache)
     halo = _halo_bands(matte, options.halo_width * max(h, w), rows) if options.halo > 0 else None
     sky_mean = _weighted_mean(new_sky, matte) if halo is not None else None
+    # Without a halo, a strip that is all foreground is only recoloured (by a table, for 8-bit photos)
+    # and one that is all sky is only the new sky: most strips skip the float mix.
+    table = _recolour_table(scale) if photo.dtype == np.uint8 and halo is None else None
     for y0 in range(0, h, rows):
         sl = slice(y0, min(h, y0 + rows))
+        low, high = (float(matte[sl].min()), float(matte[sl].max())) if halo is None else (0.0, 1.0)
+        if low == 1.0 and lit is None:
+            from_unit(new_sky[sl], photo.dtype, out=out[sl])
+            continue
+        if high == 0.0 and table is not None:
+            out[sl] = np.asarray(Image.fromarray(photo[sl]).point(table))
+            if lit is not None:
+                lit[sl] = out[sl]
+            continue
         fg = photo[sl].astype(np.float32)
         fg *= scale
         if halo is not None:
@@ -182,8 +195,22 @@ def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options
         np.clip(fg, 0, 1, out=fg)
         if lit is not None:
             from_unit(fg, photo.dtype, out=lit[sl])
+        if high == 0.0:
+            from_unit(fg, photo.dtype, out=out[sl])
+            continue
         mixed = np.subtract(new_sky[sl], fg)  # fg + (sky - fg) * m: one temporary instead of three
         mixed *= matte[sl, :, None]
         mixed += fg
         from_unit(mixed, photo.dtype, out=out[sl])
     return out, lit
+
+
+STRIP_ROWS = 64  # rows of a compositing strip: small enough that most are all sky or all foreground
+
+
+def _recolour_table(scale: np.ndarray) -> list[int]:
+    """The foreground's recolour of 8-bit values as a Pillow point table (R, G, B: 256 entries each),
+    computed by the same float32 steps as a mixed strip, so both give identical foreground pixels."""
+    values = np.arange(256, dtype=np.float32)[:, None] * scale[None, :]
+    np.clip(values, 0, 1, out=values)
+    return from_unit(values, np.dtype(np.uint8)).T.ravel().tolist()

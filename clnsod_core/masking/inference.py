@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from clnsod_core.arrays import as_u8
 from clnsod_core.imaging.colour import ColourSpace, to_srgb_u8
 from clnsod_core.imaging.io import DEFAULT_MAX_PIXELS, load_photo_with_meta
+from clnsod_core.network.fold import fold_batch_norms
 from clnsod_core.network.model import CLNSOD
 from clnsod_core.network.preprocess import resize_rgb, to_tensor
 from clnsod_core.runtime import resolve_device
@@ -41,7 +42,10 @@ class SkyMasker:
         """``weights``: registry name, file path or URL (None = embedded default)."""
         self.weights_path = resolve_weights(weights, progress=download_progress)
         self.device = resolve_device(device)
-        self.model: CLNSOD = load_model(self.weights_path).to(self.device)
+        # Batch norms folded into the convolutions, and channels-last (the photos arrive
+        # pixel-interleaved): each makes the network ~10-15 % faster on a CPU, with the same answers.
+        model = fold_batch_norms(load_model(self.weights_path))
+        self.model: CLNSOD = model.to(self.device, memory_format=torch.channels_last)  # type: ignore[assignment]
         self.max_pixels = max_pixels
 
     @property

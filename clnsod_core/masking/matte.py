@@ -174,21 +174,79 @@ def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options
         p = colour_refine(guide, p, max(1, round(options.colour_zone * max(gh, gw))))
     weight = (2 * p - 1).square() + options.confidence_floor
     radius = max(1, round(options.radius * max(gh, gw)))
-    a, b = _guided_coefficients(guide, p, weight, radius, options.eps)
-    a, b = _trust_confident_windows(a, b, p, radius)
+    a, b = _unsure_zone_coefficients(guide, p, weight, radius, options.eps)
     coefficients = torch.cat([a, b], dim=1)[0]  # (4, gh, gw): A for R, G, B, then b
-    matte = torch.empty((h, w), dtype=torch.float32)
-    bands = resize_in_bands(coefficients, h, w) if scale < 1 else [(0, h, coefficients)]
-    for y0, y1, coef in bands:
-        band = matte[y0:y1]
-        band.copy_(coef[3])
-        coef[:3] /= 255.0  # (the band's own copy) scale A once instead of every pixel of the photo
-        for c in range(3):
-            band.addcmul_(coef[c], full[c, y0:y1].float())
+    coefficients[:3] /= 255.0  # scaled once here instead of at every pixel of the photo
+    matte = apply_coefficients(coefficients, full)
     if options.edge_fade > 0:
         fade = max(1, round(options.edge_fade / 2))
-        matte = box_filter_in_bands(box_filter_in_bands(matte, fade), fade, out=matte)  # ~Gaussian feather
-    return _clean(matte).numpy()
+        matte = _clean(box_filter_in_bands(box_filter_in_bands(matte, fade), fade, out=matte))  # ~Gaussian feather
+    return matte.numpy()
+
+
+TILE_ROWS, TILE_COLUMNS = 128, 256  # full-resolution tiles of the matte's last pass
+
+
+def apply_coefficients(coefficients: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """The matte (H, W) float32: the guided filter's coefficients (4, h, w) (A for R, G, B, already
+    divided by 255, then b) upsampled (bilinear, as ``F.interpolate(align_corners=False)``) and applied
+    to the photo ``full`` (3, H, W) uint8, clamped and snapped (``_clean``).
+
+    Computed tile by tile, and only where it matters: a tile whose coefficients are all "settled"
+    (A = 0 and one b of 0 or 1: the network was sure over the whole window) is filled with that value,
+    which is what the full computation gives after snapping. Most of a photo is settled sky or
+    foreground, so this pass costs what the sky line's zone costs, and no tile is ever a full-size
+    temporary."""
+    _, h, w = coefficients.shape
+    height, width = full.shape[1:]
+    rows, row_weights = _axis_weights(h, height, antialias=False)
+    columns, _ = _axis_weights(w, width, antialias=False)
+    settled_a = (coefficients[:3] == 0).all(dim=0)
+    b = coefficients[3]
+    matte = torch.empty((height, width), dtype=torch.float32)
+    tile_starts = range(0, width, TILE_COLUMNS)
+    tile_ends = [min(width, x0 + TILE_COLUMNS) for x0 in tile_starts]
+    first_column = columns[list(tile_starts), 0].tolist()
+    last_column = (columns[[x1 - 1 for x1 in tile_ends], 1] + 1).tolist()
+    for y0 in range(0, height, TILE_ROWS):
+        y1 = min(height, y0 + TILE_ROWS)
+        r0, r1 = int(rows[y0, 0]), int(rows[y1 - 1, 1]) + 1  # the coefficient rows these rows read
+        unsettled = ~settled_a[r0:r1].all(dim=0)
+        high, low = b[r0:r1].amax(dim=0), b[r0:r1].amin(dim=0)
+        kinds = []  # per tile: 0.0 or 1.0 to fill, None to compute
+        for c0, c1 in zip(first_column, last_column, strict=True):
+            top, bottom = float(high[c0:c1].max()), float(low[c0:c1].min())
+            settled = not bool(unsettled[c0:c1].any()) and top == bottom and top in (0.0, 1.0)
+            kinds.append(top if settled else None)
+        across = None  # these coefficient rows at full width (only when a tile needs them)
+        for start, end, kind in _runs(kinds):
+            x0, x1 = tile_starts[start], tile_ends[end - 1]
+            if kind is not None:
+                matte[y0:y1, x0:x1] = kind
+                continue
+            if across is None:
+                across = F.interpolate(coefficients[None, :, r0:r1], size=(r1 - r0, width), mode="bilinear",
+                                       align_corners=False)[0]
+            near, far = rows[y0:y1, 0] - r0, rows[y0:y1, 1] - r0
+            weight_near, weight_far = row_weights[y0:y1, 0, None], row_weights[y0:y1, 1, None]
+            window = across[:, :, x0:x1]
+            tile = window.index_select(1, near) * weight_near
+            tile.addcmul_(window.index_select(1, far), weight_far.expand_as(tile))
+            out = matte[y0:y1, x0:x1]
+            out.copy_(tile[3])
+            for c in range(3):
+                out.addcmul_(tile[c], full[c, y0:y1, x0:x1].float())
+            _clean(out)
+    return matte
+
+
+def _runs(kinds: list[float | None]) -> Iterator[tuple[int, int, float | None]]:
+    """(start, end, kind) of each run of equal neighbours."""
+    start = 0
+    for i in range(1, len(kinds) + 1):
+        if i == len(kinds) or kinds[i] != kinds[start]:
+            yield start, i, kinds[start]
+            start = i
 
 
 BAND_PIXELS = 2_000_000  # output pixels per band of rows in the full-resolution stages
@@ -351,16 +409,34 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
 CONFIDENT = 0.02  # a window whose network probabilities all lie within this of 0 or 1 is settled
 
 
-def _trust_confident_windows(
-    a: torch.Tensor, b: torch.Tensor, p: torch.Tensor, r: int
+def _unsure_zone_coefficients(
+    guide: torch.Tensor, p: torch.Tensor, weight: torch.Tensor, r: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the network is sure over a whole window, keep its answer: the colour model is only
-    for the uncertain zone, and would otherwise let sky-coloured foreground (white road markings,
-    snow) pick up a faint veil of sky far from the sky line."""
+    """The guided filter's A (1,3,h,w) and b (1,1,h,w), where the network is sure over a whole window
+    replaced by its answer (A = 0, b = 0 or 1): the colour model is only for the uncertain zone, and
+    would otherwise let sky-coloured foreground (white road markings, snow) pick up a faint veil of
+    sky far from the sky line. The filter runs only on the box around the unsure windows (plus the
+    2r of context its two box filters read, so the answer there is the same), usually a band
+    along the sky line."""
     sure_sky = 1.0 - _any_in_window(p < 1 - CONFIDENT, r)
     sure_fg = 1.0 - _any_in_window(p > CONFIDENT, r)
     keep = 1.0 - sure_sky - sure_fg
-    return a * keep, b * keep + sure_sky
+    a = torch.zeros_like(guide)
+    b = sure_sky.clone()
+    rows, columns = torch.nonzero(keep[0, 0].amax(dim=1)), torch.nonzero(keep[0, 0].amax(dim=0))
+    if len(rows) == 0:
+        return a, b
+    h, w = p.shape[2:]
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    x0, x1 = int(columns[0]), int(columns[-1]) + 1
+    cy0, cy1, cx0, cx1 = max(0, y0 - 2 * r), min(h, y1 + 2 * r), max(0, x0 - 2 * r), min(w, x1 + 2 * r)
+    crop = (slice(None), slice(None), slice(cy0, cy1), slice(cx0, cx1))
+    inner = (slice(None), slice(None), slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+    zone = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+    a_zone, b_zone = _guided_coefficients(guide[crop], p[crop], weight[crop], r, eps)
+    a[zone] = a_zone[inner] * keep[zone]
+    b[zone] = b_zone[inner] * keep[zone] + sure_sky[zone]
+    return a, b
 
 
 def _any_in_window(mask: torch.Tensor, r: int) -> torch.Tensor:

@@ -199,18 +199,28 @@ def _residuals(model: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.
 def rotation_homography(params: np.ndarray, focal: float, cx: float, cy: float) -> np.ndarray:
     """K' R K^-1 for a camera of focal length ``focal * exp(params[4])`` turned by the rotation vector
     params[:3] and zoomed by exp(params[3])."""
-    f = focal * np.exp(params[4])
-    k = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]])
-    zoomed = k.copy()
-    zoomed[0, 0] = zoomed[1, 1] = f * np.exp(params[3])
-    angle = np.linalg.norm(params[:3])
-    if angle < 1e-12:
-        rotation = np.eye(3)
-    else:
-        axis = params[:3] / angle
-        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-        rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
-    return zoomed @ rotation @ np.linalg.inv(k)
+    return rotation_homographies(np.asarray(params, np.float64)[None], focal, cx, cy)[0]
+
+
+def rotation_homographies(params: np.ndarray, focal: float, cx: float, cy: float) -> np.ndarray:
+    """``rotation_homography`` for each row of ``params`` (k, 5): (k, 3, 3)."""
+    k = len(params)
+    f = focal * np.exp(params[:, 4])
+    zoomed_f = f * np.exp(params[:, 3])
+    to_camera = np.zeros((k, 3, 3))  # K^-1
+    to_camera[:, 0, 0] = to_camera[:, 1, 1] = 1 / f
+    to_camera[:, 0, 2], to_camera[:, 1, 2], to_camera[:, 2, 2] = -cx / f, -cy / f, 1.0
+    to_pixels = np.zeros((k, 3, 3))  # K'
+    to_pixels[:, 0, 0] = to_pixels[:, 1, 1] = zoomed_f
+    to_pixels[:, 0, 2], to_pixels[:, 1, 2], to_pixels[:, 2, 2] = cx, cy, 1.0
+    angle = np.linalg.norm(params[:, :3], axis=1)
+    axis = params[:, :3] / np.maximum(angle, 1e-300)[:, None]
+    cross = np.zeros((k, 3, 3))
+    cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    cross[:, 1, 0], cross[:, 2, 0], cross[:, 2, 1] = axis[:, 2], -axis[:, 1], axis[:, 0]
+    rotation = (np.eye(3) + np.sin(angle)[:, None, None] * cross
+                + (1 - np.cos(angle))[:, None, None] * cross @ cross)  # Rodrigues; the identity at angle 0
+    return to_pixels @ rotation @ to_camera
 
 
 def _fit_rotation(cv2, source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],  # noqa: ANN001
@@ -239,19 +249,21 @@ def _gauss_newton(params: np.ndarray, source: np.ndarray, target: np.ndarray, fo
                   cy: float, steps: int = 8) -> np.ndarray:
     points = np.c_[source[:, 0], np.ones(len(source))]
     goal = target[:, 0].ravel()
-
-    def residual(p: np.ndarray) -> np.ndarray:
-        q = points @ rotation_homography(p, focal, cx, cy).T
-        return np.append((q[:, :2] / q[:, 2:3]).ravel() - goal, FOCAL_PRIOR_PX * p[4])
-
     count = len(params)
+    # Forward differences (the model is smooth and the steps are tiny): the residuals at the
+    # parameters and at each of them nudged, all in one pass.
+    nudges = np.vstack([np.zeros(count), 1e-7 * np.eye(count)])
+
+    def residuals(candidates: np.ndarray) -> np.ndarray:
+        models = rotation_homographies(candidates, focal, cx, cy)
+        q = points @ models.transpose(0, 2, 1)  # (k, n, 3)
+        moved = (q[..., :2] / q[..., 2:3]).reshape(len(candidates), -1) - goal
+        return np.concatenate([moved, FOCAL_PRIOR_PX * candidates[:, 4:5]], axis=1)
+
     for _ in range(steps):
-        r = residual(params)
-        jacobian = np.empty((len(r), count))
-        for i in range(count):  # forward differences: the model is smooth and the steps are tiny
-            delta = np.zeros(count)
-            delta[i] = 1e-7
-            jacobian[:, i] = (residual(params + delta) - r) / 1e-7
+        values = residuals(params + nudges)
+        r = values[0]
+        jacobian = ((values[1:] - r) / 1e-7).T
         step, *_ = np.linalg.lstsq(jacobian, -r, rcond=None)
         params = params + step
         if np.abs(step).max() < 1e-8:

@@ -45,16 +45,28 @@ class MatteStabiliser:
             return matte
         cv2 = self.cv2
         h, w = matte.shape
-        moved = cv2.warpPerspective(previous, motion, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        band = _rows_with_sky(matte, previous, motion)
+        if band is None:  # no sky in this matte nor where the previous one's lands: nothing to fuse
+            self._previous = matte
+            return matte
+        y0, y1 = band
+        # Only these rows: elsewhere both mattes are 0, and so is the fused one.
+        to_band = np.array([[1, 0, 0], [0, 1, -y0], [0, 0, 1]], np.float64)
+        moved = cv2.warpPerspective(previous, to_band @ motion, (w, y1 - y0), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
         trust = self._unchanged(grey, previous_grey, motion, (w, h))
-        keep = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(self.history_weight)
-        fused = moved - matte  # matte + keep * (moved - matte), in place
-        fused *= keep
-        fused += matte
+        keep = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1]
+        keep *= np.float32(self.history_weight)
+        current = matte[y0:y1]
+        mixed = moved - current  # current + keep * (moved - current), in place
+        mixed *= keep
+        mixed += current
         # The same snapping as the single-frame matte (and a clamp): exact 0 and 1 stay exact.
         snap = np.float32(2 / 255)
-        np.copyto(fused, np.float32(0), where=fused < snap)
-        np.copyto(fused, np.float32(1), where=fused > 1 - snap)
+        np.copyto(mixed, np.float32(0), where=mixed < snap)
+        np.copyto(mixed, np.float32(1), where=mixed > 1 - snap)
+        fused = np.zeros_like(matte)
+        fused[y0:y1] = mixed
         self._previous = fused
         return fused
 
@@ -79,6 +91,31 @@ class MatteStabiliser:
         seen = cv2.erode(seen, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
         trust[seen == 0] = 0
         return trust
+
+
+def _rows_with_sky(matte: np.ndarray, previous: np.ndarray, motion: np.ndarray) -> tuple[int, int] | None:
+    """The rows (y0, y1) of this frame holding any sky of ``matte`` or of ``previous`` moved by
+    ``motion`` (its sky's bounding box carried over, with a pixel of slack for the interpolation);
+    None when neither has any."""
+    h, w = matte.shape
+    spans = []
+    rows = np.flatnonzero(matte.any(axis=1))
+    if rows.size:
+        spans.append((int(rows[0]), int(rows[-1]) + 1))
+    previous_rows = np.flatnonzero(previous.any(axis=1))
+    if previous_rows.size:
+        columns = np.flatnonzero(previous.any(axis=0))
+        x0, x1, y0, y1 = columns[0] - 1, columns[-1] + 1, previous_rows[0] - 1, previous_rows[-1] + 1
+        corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ motion.T
+        if np.all(corners[:, 2] > 1e-6):
+            ys = corners[:, 1] / corners[:, 2]
+            spans.append((int(np.floor(ys.min())) - 1, int(np.ceil(ys.max())) + 2))
+        else:  # the view turned past the previous sky's edge (not between two frames): every row
+            spans.append((0, h))
+    if not spans:
+        return None
+    y0, y1 = max(0, min(s[0] for s in spans)), min(h, max(s[1] for s in spans))
+    return (y0, y1) if y1 > y0 else None
 
 
 def tracking_grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
