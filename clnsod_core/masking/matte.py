@@ -150,22 +150,53 @@ def sky_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray,
               options: MatteOptions = MatteOptions()) -> tuple[np.ndarray, bool]:
     """(matte, sky found): the one place the "no sky" rule is applied; without sky the matte is
     all zero and the full-resolution stages are skipped."""
-    options.validate()
-    if not has_sky(prob):
+    model = sky_matte_model(image, prob, options)
+    if model is None:
         return np.zeros(image.shape[:2], np.float32), False
-    return edge_aware_matte(image, prob, options), True
+    return model.apply(image), True
+
+
+def sky_matte_model(image: np.ndarray, prob: torch.Tensor | np.ndarray,
+                    options: MatteOptions = MatteOptions()) -> MatteModel | None:
+    """``sky_matte`` before its full-resolution pass; None when ``prob`` shows no sky."""
+    options.validate()
+    return edge_aware_model(image, prob, options) if has_sky(prob) else None
+
+
+@dataclass(frozen=True)
+class MatteModel:
+    """A photo's matte before its full-resolution pass: the guided filter's linear model from colour
+    to sky share at the guide's size, for ``apply`` to run over the photo's pixels (video runs the
+    two halves on different threads)."""
+
+    coefficients: torch.Tensor  # (4, gh, gw): A for R, G, B (per 8-bit level), then b
+    edge_fade: float
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """The matte (H, W) float32 in [0, 1] of the photo this model was made from."""
+        full = readonly_view(as_u8(image)).permute(2, 0, 1)  # uint8 view, no copy for 8-bit photos
+        matte = apply_coefficients(self.coefficients, full)
+        if self.edge_fade > 0:
+            fade = max(1, round(self.edge_fade / 2))
+            matte = _clean(box_filter_in_bands(box_filter_in_bands(matte, fade), fade, out=matte))  # ~Gaussian feather
+        return matte.numpy()
 
 
 def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions()) -> np.ndarray:
     """``refine_matte`` without the "no sky" rule: the colour model, then the confidence-weighted
     guided filter, at the photo's full resolution."""
+    return edge_aware_model(image, prob, options).apply(image)
+
+
+def edge_aware_model(image: np.ndarray, prob: torch.Tensor | np.ndarray,
+                     options: MatteOptions = MatteOptions()) -> MatteModel:
+    """The colour model and the confidence-weighted guided filter at the guide's size."""
     options.validate()
     image = as_u8(image)  # 8 bits are plenty to guide the matte; the matte itself stays float
     h, w = image.shape[:2]
     prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
     scale = min(1.0, options.guide_side / max(h, w))
     gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
-    full = readonly_view(image).permute(2, 0, 1)  # uint8 view, no copy
     small = np.asarray(Image.fromarray(image).resize((gw, gh), Image.Resampling.BOX)) if scale < 1 else image
     guide = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
     p = F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False)
@@ -177,11 +208,7 @@ def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options
     a, b = _unsure_zone_coefficients(guide, p, weight, radius, options.eps)
     coefficients = torch.cat([a, b], dim=1)[0]  # (4, gh, gw): A for R, G, B, then b
     coefficients[:3] /= 255.0  # scaled once here instead of at every pixel of the photo
-    matte = apply_coefficients(coefficients, full)
-    if options.edge_fade > 0:
-        fade = max(1, round(options.edge_fade / 2))
-        matte = _clean(box_filter_in_bands(box_filter_in_bands(matte, fade), fade, out=matte))  # ~Gaussian feather
-    return matte.numpy()
+    return MatteModel(coefficients, options.edge_fade)
 
 
 TILE_ROWS, TILE_COLUMNS = 128, 256  # full-resolution tiles of the matte's last pass
@@ -418,8 +445,8 @@ def _unsure_zone_coefficients(
     sky far from the sky line. The filter runs only on the box around the unsure windows (plus the
     2r of context its two box filters read, so the answer there is the same), usually a band
     along the sky line."""
-    sure_sky = 1.0 - _any_in_window(p < 1 - CONFIDENT, r)
-    sure_fg = 1.0 - _any_in_window(p > CONFIDENT, r)
+    sure_sky = 1.0 - _any_in_window(p < 1 - CONFIDENT, r).to(p.dtype)
+    sure_fg = 1.0 - _any_in_window(p > CONFIDENT, r).to(p.dtype)
     keep = 1.0 - sure_sky - sure_fg
     a = torch.zeros_like(guide)
     b = sure_sky.clone()

@@ -30,7 +30,7 @@ from clnsod_core.arrays import as_u8, from_unit
 from clnsod_core.compositing.compose import foreground_gain, lowest_sky_line, sky_region_height
 from clnsod_core.compositing.disclosure import stamp_label
 from clnsod_core.files import write_atomic
-from clnsod_core.masking.matte import sky_matte
+from clnsod_core.masking.matte import MatteModel, sky_matte_model
 from clnsod_core.replace import PlacedSky, ReplaceOptions, SkyImage, SkyReplacer
 from clnsod_core.video.container import (
     Encoding,
@@ -150,9 +150,10 @@ class VideoReplacer:
     def run(self, info: VideoInfo, sky: SkyImage | np.ndarray | str, out_path: Path, settings: VideoSettings,
             progress: Progress | None = None) -> VideoReport:
         """Analyse, then render into ``out_path`` atomically (nothing is left there on any failure).
-        Rendering runs on two threads of about equal work: the network and each frame's matte on this
-        one; the steady matte, compositing and encoding of the frame before on the other (numpy's,
-        OpenCV's and x264's work overlaps torch's); a third decodes ahead of them."""
+        Rendering runs on two threads of about equal work: the network and each frame's matte model on
+        this one; the matte's full-resolution pass, the steady matte, compositing and encoding of the
+        frame before on the other (numpy's, OpenCV's and x264's work overlaps torch's); a third decodes
+        ahead of them."""
         started = time.perf_counter()
         path = analyse_camera(info, settings, progress)
         timings: dict[str, float] = {"analyse": time.perf_counter() - started}
@@ -163,7 +164,7 @@ class VideoReplacer:
             steady = self._steadier(info, path, settings, timings)
             compositor = Compositor(self.replacer, info, sky, path, settings, timings)
 
-            def finish(item: tuple[Frame, np.ndarray]) -> None:
+            def finish(item: tuple[Frame, np.ndarray, MatteModel | None]) -> None:
                 nonlocal frames
                 result = compositor(steady(*item))
                 tick = time.perf_counter()
@@ -175,7 +176,7 @@ class VideoReplacer:
 
             try:
                 with _cores_split(compositor.cv2):
-                    _pipelined(self._single_mattes(info, path, settings, timings), finish)
+                    _pipelined(self._matte_models(info, path, settings, timings), finish)
                 tick = time.perf_counter()
                 writer.close()
                 _timed(timings, "encode", tick)
@@ -193,12 +194,13 @@ class VideoReplacer:
         """Pass 2's first half on one thread: each frame with its own matte and the steady one, in order."""
         timings = timings if timings is not None else {}
         steady = self._steadier(info, path, settings, timings)
-        for frame, single in self._single_mattes(info, path, settings, timings):
-            yield steady(frame, single)
+        for frame, guide, model in self._matte_models(info, path, settings, timings):
+            yield steady(frame, guide, model)
 
-    def _single_mattes(self, info: VideoInfo, path: CameraPath, settings: VideoSettings,
-                       timings: dict[str, float]) -> Iterator[tuple[Frame, np.ndarray]]:
-        """Each frame with its own matte, in order (the network runs on ``network_batch`` frames at a time)."""
+    def _matte_models(self, info: VideoInfo, path: CameraPath, settings: VideoSettings,
+                      timings: dict[str, float]) -> Iterator[tuple[Frame, np.ndarray, MatteModel | None]]:
+        """Each frame with its 8-bit guide and its matte's model (None: no sky), in order; the network
+        runs on ``network_batch`` frames at a time."""
         matte_options = replace_fields(settings.options.matte,
                                        guide_side=min(settings.options.matte.guide_side, VIDEO_GUIDE_SIDE))
         frames = _read_ahead(_decoded(info, settings, path.frames, timings), depth=self.network_batch)
@@ -208,20 +210,23 @@ class VideoReplacer:
             probs = self.replacer.masker.predict_working_size(guides)
             tick = _timed(timings, "network", tick)
             for frame, guide, prob in zip(chunk, guides, probs, strict=True):
-                single, _ = sky_matte(guide, prob, matte_options)
+                model = sky_matte_model(guide, prob, matte_options)
                 tick = _timed(timings, "matte", tick)
-                yield frame, single
+                yield frame, guide, model
 
     @staticmethod
     def _steadier(info: VideoInfo, path: CameraPath, settings: VideoSettings,
-                  timings: dict[str, float]) -> Callable[[Frame, np.ndarray], FrameMatte]:
-        """A function that takes the frames' own mattes in order and gives each its steady one."""
+                  timings: dict[str, float]) -> Callable[[Frame, np.ndarray, MatteModel | None], FrameMatte]:
+        """A function that takes the frames' matte models in order and gives each frame its own matte
+        (the model's full-resolution pass) and its steady one."""
         stabiliser = MatteStabiliser(settings.matte_smoothing)
         small = tracking_size(*info.upright_size)
 
-        def steady(frame: Frame, single: np.ndarray) -> FrameMatte:
+        def steady(frame: Frame, guide: np.ndarray, model: MatteModel | None) -> FrameMatte:
             tick = time.perf_counter()
-            matte = stabiliser.update(single, tracking_grey(as_u8(frame.image), small), path.step(frame.index))
+            single = model.apply(guide) if model is not None else np.zeros(guide.shape[:2], np.float32)
+            tick = _timed(timings, "matte full size", tick)  # (a key of its own: the threads share the dict)
+            matte = stabiliser.update(single, tracking_grey(guide, small), path.step(frame.index))
             _timed(timings, "stabilise", tick)
             return FrameMatte(frame, single, matte)
 

@@ -1,0 +1,163 @@
+"""The speed-ups compute what the plain computation does: the network with its batch norms folded,
+the guided filter on the unsure zone only, the matte's last pass on unsettled tiles only, compositing
+strips that are all sky or all foreground, the video stabiliser on the rows with sky, and decoding
+ahead on a thread. Each is checked against the plain computation written out here, on real photos
+where a photo matters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import PHOTOS
+from PIL import Image
+
+from clnsod_core.arrays import from_unit
+from clnsod_core.compositing.compose import STRIP_ROWS, Harmonisation, composite
+from clnsod_core.masking import matte as matte_module
+from clnsod_core.masking.inference import SkyMasker, predict_working_size
+from clnsod_core.network.fold import fold_batch_norms
+from clnsod_core.weights.format import load_model
+
+
+def photo(name: str, size: tuple[int, int]) -> np.ndarray:
+    with Image.open(PHOTOS / name) as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)))
+
+
+@pytest.fixture(scope="module")
+def masker() -> SkyMasker:
+    return SkyMasker(device="cpu")
+
+
+def test_folded_network_gives_the_same_probabilities(masker: SkyMasker) -> None:
+    plain = load_model(masker.weights_path)
+    norms_before = sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    norms_after = sum(isinstance(m, torch.nn.BatchNorm2d) for m in masker.model.modules())
+    assert norms_before > 50 and norms_after <= 1  # (one follows a sum of two branches, not a convolution)
+    photos = [photo(name, (640, 427)) for name in ("Storm.jpg", "Bridge_by_Sander_Klootwijk.jpg", "plasma_Kite.jpg")]
+    folded = masker.predict_working_size(photos)
+    expected = predict_working_size(plain, photos, masker.device)
+    assert float((folded - expected).abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(load_model(masker.weights_path).train())
+
+
+def test_guided_filter_on_the_unsure_zone_equals_the_whole_frame(masker: SkyMasker) -> None:
+    """In float64 (so that only the crop, not rounding, could differ)."""
+    image = photo("sunset_by_Aitzol_Berasategi.jpg", (640, 427))
+    prob = masker.predict_working_size([image])[0]
+    guide = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].double() / 255
+    p = F.interpolate(prob[None, None].double(), size=image.shape[:2], mode="bilinear", align_corners=False)
+    weight = (2 * p - 1).square() + 1e-3
+    r = 6
+    a, b = matte_module._unsure_zone_coefficients(guide, p, weight, r, 1e-4)
+    full_a, full_b = matte_module._guided_coefficients(guide, p, weight, r, 1e-4)
+    sure_sky = 1 - matte_module._any_in_window(p < 1 - matte_module.CONFIDENT, r).double()
+    keep = 1 - sure_sky - (1 - matte_module._any_in_window(p > matte_module.CONFIDENT, r).double())
+    assert 0.05 < float((keep > 0).double().mean()) < 0.8  # the zone is a real part of the frame, not all of it
+    assert torch.allclose(a, full_a * keep, atol=1e-9) and torch.allclose(b, full_b * keep + sure_sky, atol=1e-9)
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (731, 389), (64, 48)])
+def test_tiled_matte_pass_equals_the_dense_one(size: tuple[int, int]) -> None:
+    """Coefficients with settled sky (b = 1), settled foreground (b = 0) and an unsure band between,
+    upsampled to the photo and applied densely, then snapped, as the pass did before it was tiled."""
+    width, height = size
+    generator = torch.Generator().manual_seed(0)
+    h, w = max(2, height // 3), max(2, width // 3)
+    coefficients = torch.zeros(4, h, w)
+    coefficients[3, : h // 3] = 1.0
+    band = slice(h // 3, h // 2)
+    coefficients[:3, band] = torch.randn(3, h // 2 - h // 3, w, generator=generator) / 255
+    coefficients[3, band] = torch.rand(h // 2 - h // 3, w, generator=generator)
+    coefficients[:3, :, : w // 5] = 0.0  # a settled column block across the band too
+    coefficients[3, :, : w // 5] = 1.0
+    pixels = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+    tiled = matte_module.apply_coefficients(coefficients, pixels)
+    up = torch.cat([band for _, _, band in matte_module.resize_in_bands(coefficients, height, width)], dim=1)
+    dense = matte_module._clean(up[3] + (up[:3] * pixels.float()).sum(dim=0))
+    # Equal up to float rounding, which can tip a rare value across a snapping threshold (2/255).
+    difference = (tiled - dense).abs()
+    assert float(difference.max()) <= 2 / 255 + 1e-5 and float((difference > 1e-5).float().mean()) < 1e-4
+    assert 0.2 < float((dense == 1).float().mean()) and 0.2 < float((dense == 0).float().mean())
+
+
+def test_composite_strips_equal_the_per_pixel_mix() -> None:
+    image = photo("Storm.jpg", (900, 600))
+    h, w = image.shape[:2]
+    matte = np.zeros((h, w), np.float32)
+    matte[: h // 3] = 1.0  # strips of pure sky, a soft band, strips of pure foreground
+    matte[h // 3 : h // 2] = np.linspace(1, 0, h // 2 - h // 3, dtype=np.float32)[:, None]
+    sky = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
+    gain = np.array([1.1, 0.95, 0.8], np.float32)
+    options = Harmonisation(halo=0.0)
+    for source in (image, image.astype(np.uint16) * 257):
+        scale = float(np.iinfo(source.dtype).max)
+        fg = np.clip(source.astype(np.float32) * (gain / np.float32(scale)), 0, 1)
+        expected = from_unit(fg + (sky - fg) * matte[:, :, None], source.dtype)
+        out, lit = composite(source, matte, sky, options, gain=gain)  # with the foreground layer: every strip mixed
+        assert np.array_equal(lit, from_unit(fg, source.dtype)) and np.array_equal(out, expected)
+        out, _ = composite(source, matte, sky, options, gain=gain, foreground=False)
+        top = h // 3 // STRIP_ROWS * STRIP_ROWS  # the strips that are all sky
+        assert np.array_equal(out[top:], expected[top:])  # foreground and soft strips: identical
+        assert np.array_equal(out[:top], from_unit(sky[:top], source.dtype))  # pure sky: the sky itself
+        assert np.abs(out[:top].astype(np.int64) - expected[:top]).max() <= 1  # (a rounding step at most)
+
+
+def test_banded_stabiliser_equals_the_whole_frame() -> None:
+    cv2 = pytest.importorskip("cv2")
+    from clnsod_core.video.temporal import HISTORY_WEIGHT, MatteStabiliser
+
+    image = photo("picosdeeuropa_by_Aitzol_Berasategi.jpg", (960, 540))
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    first = np.zeros((h, w), np.float32)
+    first[: h // 3] = 1.0
+    first[h // 3 : h // 3 + 20] = np.linspace(1, 0, 20, dtype=np.float32)[:, None]
+    second = np.roll(first, 3, axis=0)
+    second[:3] = 1.0
+    motion = np.array([[1.0, 0.002, 1.5], [-0.001, 1.0, 2.25], [1e-6, 0.0, 1.0]])
+    moved_grey = cv2.warpPerspective(grey, motion, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    stabiliser = MatteStabiliser()
+    stabiliser.update(first, grey, None)
+    fused = stabiliser.update(second, moved_grey, motion)
+    # The whole-frame computation, as before the stabiliser was limited to the rows with sky.
+    moved = cv2.warpPerspective(first, motion, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    trust = stabiliser._unchanged(moved_grey, grey, motion, (w, h))
+    keep = cv2.resize(trust, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(HISTORY_WEIGHT)
+    expected = second + keep * (moved - second)
+    expected[expected < 2 / 255] = 0
+    expected[expected > 1 - 2 / 255] = 1
+    assert 0 < float((fused != second).mean()) and np.allclose(fused, expected, atol=1e-6)
+
+
+def test_read_ahead_keeps_order_errors_and_stops_its_thread() -> None:
+    from clnsod_core.video.pipeline import _read_ahead
+
+    def numbers(closed: list[bool], fail_at: int | None = None) -> Iterator[int]:
+        try:
+            for i in range(10):
+                if i == fail_at:
+                    raise RuntimeError(f"broken at {i}")
+                yield i
+        finally:
+            closed.append(True)
+
+    closed: list[bool] = []
+    assert list(_read_ahead(numbers(closed), depth=2)) == list(range(10)) and closed == [True]
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="broken at 6"):
+        for value in _read_ahead(numbers([], fail_at=6), depth=2):
+            seen.append(value)
+    assert seen == list(range(6))  # every item before the error, then the error
+    closed = []
+    reader = _read_ahead(numbers(closed), depth=2)
+    assert next(reader) == 0
+    reader.close()  # the caller stops early: the producer stops and closes its source
+    assert closed == [True]
+    assert not any(t.name == "clnsod-video-reader" for t in threading.enumerate())
