@@ -211,8 +211,9 @@ class VideoReplacer:
             tick = _timed(timings, "network", tick)
             for frame, guide, prob in zip(chunk, guides, probs, strict=True):
                 model = sky_matte_model(guide, prob, matte_options)
-                tick = _timed(timings, "matte", tick)
+                _timed(timings, "matte", tick)
                 yield frame, guide, model
+                tick = time.perf_counter()  # (not counting the wait for the other thread)
 
     @staticmethod
     def _steadier(info: VideoInfo, path: CameraPath, settings: VideoSettings,
