@@ -64,7 +64,7 @@ def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
     placed = place_sky(sky_img, h, w, bottom, opts.placement)
     t["sky"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    comp, _ = composite(photo, matte, placed, opts.harmonisation)
+    comp, _ = composite(photo, matte, placed, opts.harmonisation, foreground=False)  # as replace() does
     t["composite"] = time.perf_counter() - t0
     t0 = time.perf_counter()  # looking for reflecting water (and haze when asked for), as replace does
     comp = blend_layers(comp, list(overlay_layers(photo, matte, placed, opts.harmonisation).values()))

@@ -347,8 +347,8 @@ def _pipelined(items: Iterator[T], work: Callable[[T], None], depth: int = 2) ->
 
 @contextmanager
 def _cores_split(cv2) -> Iterator[None]:  # noqa: ANN001 - the cv2 module
-    """Half the threads to PyTorch (the network and mattes on this thread), the rest to OpenCV (the
-    other thread's warps): more threads than cores leave each pool waiting on the other's cores
+    """Half the threads to PyTorch (the network and matte models on this thread), the rest to OpenCV
+    (the other thread's warps): more threads than cores leave each pool waiting on the other's cores
     (measured at 2 cores: the matte took 1.8x as long with both pools at 2 threads)."""
     torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     half = max(1, torch_threads // 2)
