@@ -161,3 +161,19 @@ def test_read_ahead_keeps_order_errors_and_stops_its_thread() -> None:
     reader.close()  # the caller stops early: the producer stops and closes its source
     assert closed == [True]
     assert not any(t.name == "clnsod-video-reader" for t in threading.enumerate())
+
+
+def test_a_sky_of_the_photos_size_is_placed_as_it_is() -> None:
+    """A preset rendered for the photo needs no resampling: placed, it is the rendered sky itself
+    (which is also what resampling to the same size gives), repeated below its last row."""
+    from clnsod_core.compositing.compose import SkyPlacement, place_sky, sky_region_height
+    from clnsod_core.masking.matte import resize_in_bands
+    from clnsod_core.replace import preset_sky
+
+    height, width, bottom = 600, 900, 250
+    region = sky_region_height(height, bottom)
+    sky = preset_sky("sunset", width, region, 0)
+    placed = place_sky(sky, height, width, bottom, SkyPlacement())
+    assert np.array_equal(placed[:region], sky) and np.array_equal(placed[region:], np.broadcast_to(sky[-1], (height - region, width, 3)))
+    resampled = torch.cat([band for _, _, band in resize_in_bands(torch.from_numpy(sky).permute(2, 0, 1), region, width)], dim=1)
+    assert torch.equal(resampled.permute(1, 2, 0), torch.from_numpy(sky))

@@ -7,10 +7,11 @@ NaN or inf: all divisions are guarded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from PIL import Image
 
@@ -99,10 +100,15 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
     crop = src[:, rows, sw - cx1 : sw - cx0].flip(-1) if placement.flip else src[:, rows, cx0:cx1]
     # Filled a band of rows at a time: a 100 MP photo never holds more than the float32 result.
     out = np.empty((height, width, 3), np.float32)
-    for r0, r1, band in resize_in_bands(crop, sky_rows, width, antialias=cover < 1):
+    if tuple(crop.shape[1:]) == (sky_rows, width):  # already the photo's size (a preset rendered for it)
+        bands: Iterable[tuple[int, int, torch.Tensor]] = [(0, sky_rows, crop)]  # (what resampling would give)
+    else:
+        bands = resize_in_bands(crop, sky_rows, width, antialias=cover < 1)
+    for r0, r1, band in bands:
         part = out[r0:r1]
         part[...] = band.permute(1, 2, 0).numpy()
-        part /= scale
+        if scale != 1:
+            part /= scale
         _adjust_sky(part, placement)
     if sky_rows < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
         out[sky_rows:] = out[sky_rows - 1]
