@@ -17,10 +17,18 @@ from conftest import PHOTOS
 from PIL import Image
 
 from clnsod_core.arrays import from_unit
-from clnsod_core.compositing.compose import STRIP_ROWS, Harmonisation, composite
+from clnsod_core.compositing.compose import (
+    STRIP_ROWS,
+    Harmonisation,
+    SkyPlacement,
+    composite,
+    place_sky,
+    sky_region_height,
+)
 from clnsod_core.masking import matte as matte_module
 from clnsod_core.masking.inference import SkyMasker, predict_working_size
 from clnsod_core.network.fold import fold_batch_norms
+from clnsod_core.replace import preset_sky
 from clnsod_core.weights.format import load_model
 
 
@@ -166,14 +174,10 @@ def test_read_ahead_keeps_order_errors_and_stops_its_thread() -> None:
 def test_a_sky_of_the_photos_size_is_placed_as_it_is() -> None:
     """A preset rendered for the photo needs no resampling: placed, it is the rendered sky itself
     (which is also what resampling to the same size gives), repeated below its last row."""
-    from clnsod_core.compositing.compose import SkyPlacement, place_sky, sky_region_height
-    from clnsod_core.masking.matte import resize_in_bands
-    from clnsod_core.replace import preset_sky
-
     height, width, bottom = 600, 900, 250
     region = sky_region_height(height, bottom)
     sky = preset_sky("sunset", width, region, 0)
     placed = place_sky(sky, height, width, bottom, SkyPlacement())
     assert np.array_equal(placed[:region], sky) and np.array_equal(placed[region:], np.broadcast_to(sky[-1], (height - region, width, 3)))
-    resampled = torch.cat([band for _, _, band in resize_in_bands(torch.from_numpy(sky).permute(2, 0, 1), region, width)], dim=1)
+    resampled = torch.cat([band for _, _, band in matte_module.resize_in_bands(torch.from_numpy(sky).permute(2, 0, 1), region, width)], dim=1)
     assert torch.equal(resampled.permute(1, 2, 0), torch.from_numpy(sky))

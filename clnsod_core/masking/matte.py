@@ -254,11 +254,7 @@ def apply_coefficients(coefficients: torch.Tensor, full: torch.Tensor) -> torch.
             if across is None:
                 across = F.interpolate(coefficients[None, :, r0:r1], size=(r1 - r0, width), mode="bilinear",
                                        align_corners=False)[0]
-            near, far = rows[y0:y1, 0] - r0, rows[y0:y1, 1] - r0
-            weight_near, weight_far = row_weights[y0:y1, 0, None], row_weights[y0:y1, 1, None]
-            window = across[:, :, x0:x1]
-            tile = window.index_select(1, near) * weight_near
-            tile.addcmul_(window.index_select(1, far), weight_far.expand_as(tile))
+            tile = _weighted_rows(across[:, :, x0:x1], rows[y0:y1] - r0, row_weights[y0:y1])
             out = matte[y0:y1, x0:x1]
             out.copy_(tile[3])
             for c in range(3):
@@ -319,10 +315,16 @@ def resize_in_bands(
         if out_w != w:  # horizontal pass on the few source rows this band needs
             source = F.interpolate(source[None], size=(hi - lo, out_w), mode="bilinear", align_corners=False,
                                    antialias=antialias)[0]
-        out = source.index_select(1, idx[:, 0] - lo) * wt[:, 0, None]
-        for t in range(1, idx.shape[1]):
-            out += source.index_select(1, idx[:, t] - lo) * wt[:, t, None]
-        yield y0, y1, out
+        yield y0, y1, _weighted_rows(source, idx - lo, wt)
+
+
+def _weighted_rows(source: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The vertical pass of a resize: output row i = sum over taps t of source row index[i, t] times
+    weight[i, t]; ``source`` (C, rows, W), ``index`` and ``weight`` (output rows, taps) from ``_axis_weights``."""
+    out = source.index_select(1, index[:, 0]) * weight[:, 0, None]
+    for t in range(1, index.shape[1]):
+        out += source.index_select(1, index[:, t]) * weight[:, t, None]
+    return out
 
 
 def box_filter_in_bands(x: torch.Tensor, r: int, out: torch.Tensor | None = None) -> torch.Tensor:

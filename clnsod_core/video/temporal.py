@@ -97,7 +97,7 @@ def _rows_with_sky(matte: np.ndarray, previous: np.ndarray, motion: np.ndarray) 
     """The rows (y0, y1) of this frame holding any sky of ``matte`` or of ``previous`` moved by
     ``motion`` (its sky's bounding box carried over, with a pixel of slack for the interpolation);
     None when neither has any."""
-    h, w = matte.shape
+    h = matte.shape[0]
     spans = []
     rows = np.flatnonzero(matte.any(axis=1))
     if rows.size:
