@@ -3,7 +3,9 @@
 Each preset is a function of normalised coordinates plus fractal noise (``noise.fbm``) whose
 lattices do not depend on the output size: the same (name, seed) gives the same sky at any size,
 with cloud detail down to a pixel or two, no tiles and no seams. Rendering works in torch, in
-place where it can: at 12 MP, plain numpy temporaries cost more than the noise itself.
+place where it can (at 12 MP, plain numpy temporaries cost more than the noise itself), on planes
+(3, H, W): mixing colours by a per-pixel weight is ~10x faster when the weight broadcasts over the
+outer, channel axis than over an inner one of length 3.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
 Rgb = tuple[float, float, float]
 Stops = Sequence[tuple[float, Rgb]]
 MAX_RENDER_PIXELS = 200_000_000  # larger skies are rendered at this many pixels and upscaled
-Render = Callable[[int, int, np.random.Generator], torch.Tensor]  # (h, w, rng) -> (h, w, 3) float32
+Plane = Callable[[int], torch.Tensor]  # channel -> that channel's plane (h, w), or one that broadcasts to it
+Render = Callable[[np.random.Generator, torch.Tensor], None]  # fills out (3, h, w) float32
 
 
 def _colour(rgb: Rgb) -> torch.Tensor:
-    return torch.tensor(rgb, dtype=torch.float32)
+    """(3, 1, 1): broadcasts over a (3, h, w) sky."""
+    return torch.tensor(rgb, dtype=torch.float32)[:, None, None]
 
 
 def _ramp(t: torch.Tensor, stops: Stops) -> torch.Tensor:
-    """Piecewise-linear colour ramp: t (..., 1) in [0, 1] -> (..., 3)."""
+    """Piecewise-linear colour ramp: t (1, ...) in [0, 1] -> (3, ...)."""
     out = _colour(stops[0][1]) + torch.zeros_like(t)
     for (p0, c0), (p1, c1) in itertools.pairwise(stops):
         weight = ((t - p0) / max(p1 - p0, 1e-6)).clamp_(0, 1)
@@ -41,17 +45,28 @@ def _ramp(t: torch.Tensor, stops: Stops) -> torch.Tensor:
 
 
 def _rows(h: int) -> torch.Tensor:
-    """v: 0 at the top of the sky, 1 at its bottom (the horizon side), shape (h, 1, 1)."""
-    return torch.linspace(0, 1, h)[:, None, None]
+    """v: 0 at the top of the sky, 1 at its bottom (the horizon side), shape (1, h, 1)."""
+    return torch.linspace(0, 1, h)[None, :, None]
 
 
 def _cols(w: int) -> torch.Tensor:
-    return torch.linspace(0, 1, w)[None, :, None]
+    return torch.linspace(0, 1, w)[None, None, :]
 
 
-def _gradient(h: int, w: int, stops: Stops) -> torch.Tensor:
-    """A vertical gradient, (h, w, 3): computed on one column, expanded without copying."""
-    return _ramp(_rows(h), stops).expand(h, w, 3)
+def _size(out: torch.Tensor) -> tuple[int, int]:
+    return out.shape[1], out.shape[2]
+
+
+def _gradient(h: int, stops: Stops) -> Plane:
+    """A vertical gradient: each channel is one column (h, 1) that broadcasts over the width."""
+    column = _ramp(_rows(h), stops)  # (3, h, 1)
+    return lambda c: column[c]
+
+
+def _glowing(base: Plane, glow: torch.Tensor, rgb: Rgb) -> Plane:
+    """``base`` + ``glow`` (1, h, w) tinted ``rgb``, one channel at a time (never three full planes)."""
+    tint = _colour(rgb)
+    return lambda c: (glow[0] * tint[c]).add_(base(c))
 
 
 def _shadow(density: torch.Tensor, h: int, offset: float) -> torch.Tensor:
@@ -78,45 +93,47 @@ class CloudLayer:
     shadow: float = 0.0  # 0: shading from noise only; > 0: bases shaded by the cloud above (cumulus)
     low_bias: float = 0.0  # > 0: clouds gather towards the horizon (the bottom of the sky)
 
-    def over(self, sky: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        h, w = sky.shape[:2]
+    def over(self, sky: Plane, rng: np.random.Generator, out: torch.Tensor) -> None:
+        """Writes ``sky`` with these clouds into ``out`` (3, h, w), one channel at a time: ``out`` may be
+        a channel-first view of the final (h, w, 3) array, and may be what ``sky`` reads from."""
+        h, w = _size(out)
         noise = fbm(h, w, rng, base_cells=self.base_cells, stretch=self.stretch, gain=self.gain)
         if self.low_bias:
-            noise = noise.mul_(1 - self.low_bias + self.low_bias * _rows(h)[..., 0])
+            noise = noise.mul_(1 - self.low_bias + self.low_bias * _rows(h)[0])
         density = smoothstep(1 - self.cover, 1 - self.cover + self.softness, noise)
         del noise
         light = fbm(h, w, rng, base_cells=self.base_cells * 2, stretch=self.stretch, gain=self.gain)
         if self.shadow:
-            light = light.mul_(0.5).add_(0.5 * (1 - _shadow(density, h, self.shadow)))
-        colour = torch.lerp(_colour(self.shade), _colour(self.lit), light[..., None])
-        del light
-        return torch.lerp(sky, colour, density.mul_(self.opacity)[..., None])
+            light = light.mul_(0.5).add_(_shadow(density, h, self.shadow).neg_().add_(1).mul_(0.5))  # + 0.5 (1 - shadow)
+        shade, lit, weight = _colour(self.shade), _colour(self.lit), density.mul_(self.opacity)
+        for c in range(3):
+            torch.lerp(sky(c), torch.lerp(shade[c], lit[c], light), weight, out=out[c])
 
 
-def _clear_blue(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.16, 0.36, 0.72)), (0.6, (0.40, 0.62, 0.90)), (1.0, (0.78, 0.87, 0.96))])
+def _clear_blue(rng: np.random.Generator, out: torch.Tensor) -> None:
+    sky = _gradient(out.shape[1], [(0.0, (0.16, 0.36, 0.72)), (0.6, (0.40, 0.62, 0.90)), (1.0, (0.78, 0.87, 0.96))])
     wisps = CloudLayer(0.28, 0.25, lit=(0.95, 0.97, 1.0), shade=(0.80, 0.86, 0.95), opacity=0.3, base_cells=2, stretch=4.0)
-    return wisps.over(sky, rng)
+    wisps.over(sky, rng, out)
 
 
-def _blue_cumulus(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.13, 0.33, 0.70)), (0.7, (0.36, 0.58, 0.88)), (1.0, (0.70, 0.82, 0.95))])
+def _blue_cumulus(rng: np.random.Generator, out: torch.Tensor) -> None:
+    sky = _gradient(out.shape[1], [(0.0, (0.13, 0.33, 0.70)), (0.7, (0.36, 0.58, 0.88)), (1.0, (0.70, 0.82, 0.95))])
     cumulus = CloudLayer(0.46, 0.10, lit=(1.0, 1.0, 0.99), shade=(0.56, 0.61, 0.72), base_cells=5, stretch=1.6,
                          gain=0.6, shadow=0.035, low_bias=0.45)
-    return cumulus.over(sky, rng)
+    cumulus.over(sky, rng, out)
 
 
-def _cirrus(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.15, 0.34, 0.70)), (0.65, (0.42, 0.63, 0.90)), (1.0, (0.76, 0.85, 0.95))])
+def _cirrus(rng: np.random.Generator, out: torch.Tensor) -> None:
+    sky = _gradient(out.shape[1], [(0.0, (0.15, 0.34, 0.70)), (0.65, (0.42, 0.63, 0.90)), (1.0, (0.76, 0.85, 0.95))])
     streaks = CloudLayer(0.45, 0.35, lit=(1.0, 1.0, 1.0), shade=(0.74, 0.82, 0.93), opacity=0.8, base_cells=2,
                          stretch=9.0, gain=0.62)
-    return streaks.over(sky, rng)
+    streaks.over(sky, rng, out)
 
 
-def _golden_hour(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.33, 0.47, 0.70)), (0.55, (0.80, 0.72, 0.62)), (1.0, (1.0, 0.78, 0.45))])
+def _golden_hour(rng: np.random.Generator, out: torch.Tensor) -> None:
+    sky = _gradient(out.shape[1], [(0.0, (0.33, 0.47, 0.70)), (0.55, (0.80, 0.72, 0.62)), (1.0, (1.0, 0.78, 0.45))])
     clouds = CloudLayer(0.35, 0.22, lit=(1.0, 0.86, 0.60), shade=(0.62, 0.55, 0.58), opacity=0.8, shadow=0.02)
-    return clouds.over(sky, rng)
+    clouds.over(sky, rng, out)
 
 
 def _sun_glow(h: int, w: int, centre: tuple[float, float], falloff: float) -> torch.Tensor:
@@ -127,59 +144,62 @@ def _sun_glow(h: int, w: int, centre: tuple[float, float], falloff: float) -> to
     return torch.sqrt(du + dv).mul_(-falloff).exp_()
 
 
-def _sunset(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.18, 0.16, 0.38)), (0.45, (0.65, 0.30, 0.40)), (0.8, (0.98, 0.50, 0.22)),
-                           (1.0, (1.0, 0.78, 0.40))])
+def _sunset(rng: np.random.Generator, out: torch.Tensor) -> None:
+    h, w = _size(out)
+    sky = _gradient(h, [(0.0, (0.18, 0.16, 0.38)), (0.45, (0.65, 0.30, 0.40)), (0.8, (0.98, 0.50, 0.22)),
+                        (1.0, (1.0, 0.78, 0.40))])
     glow = _sun_glow(h, w, (0.62, 0.93), 6.0)
-    sky = sky + glow * _colour((0.45, 0.30, 0.10))
     clouds = CloudLayer(0.4, 0.18, lit=(1.0, 0.55, 0.30), shade=(0.35, 0.18, 0.30), opacity=0.88)
-    sky = clouds.over(sky, rng)
+    clouds.over(_glowing(sky, glow, (0.45, 0.30, 0.10)), rng, out)
     sun = smoothstep(0.035, 0.02, glow.log_().neg_().div_(6.0))  # distance back from the glow
-    return torch.lerp(sky, _colour((1.0, 0.95, 0.80)), sun)
+    torch.lerp(out, _colour((1.0, 0.95, 0.80)), sun, out=out)
 
 
-def _dramatic(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.16, 0.19, 0.25)), (1.0, (0.55, 0.60, 0.66))])
+def _dramatic(rng: np.random.Generator, out: torch.Tensor) -> None:
+    sky = _gradient(out.shape[1], [(0.0, (0.16, 0.19, 0.25)), (1.0, (0.55, 0.60, 0.66))])
     clouds = CloudLayer(0.65, 0.3, lit=(0.92, 0.92, 0.90), shade=(0.18, 0.19, 0.22), opacity=0.95, shadow=0.03)
-    return clouds.over(sky, rng)
+    clouds.over(sky, rng, out)
 
 
-def _stormy(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.09, 0.10, 0.12)), (0.75, (0.26, 0.29, 0.31)), (1.0, (0.62, 0.64, 0.60))])
+def _stormy(rng: np.random.Generator, out: torch.Tensor) -> None:
+    sky = _gradient(out.shape[1], [(0.0, (0.09, 0.10, 0.12)), (0.75, (0.26, 0.29, 0.31)), (1.0, (0.62, 0.64, 0.60))])
     shelf = CloudLayer(0.8, 0.35, lit=(0.44, 0.47, 0.50), shade=(0.07, 0.08, 0.10), base_cells=3, stretch=3.5,
                        gain=0.6, shadow=0.05)
-    sky = shelf.over(sky, rng)
+    shelf.over(sky, rng, out)
     scud = CloudLayer(0.35, 0.25, lit=(0.52, 0.54, 0.55), shade=(0.20, 0.21, 0.23), opacity=0.7, base_cells=6,
                       stretch=4.0, gain=0.62, low_bias=0.6)
-    return scud.over(sky, rng)
+    scud.over(out.__getitem__, rng, out)
 
 
-def _overcast(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.62, 0.64, 0.67)), (1.0, (0.84, 0.85, 0.86))])
+def _overcast(rng: np.random.Generator, out: torch.Tensor) -> None:
+    sky = _gradient(out.shape[1], [(0.0, (0.62, 0.64, 0.67)), (1.0, (0.84, 0.85, 0.86))])
     clouds = CloudLayer(0.9, 0.6, lit=(0.90, 0.90, 0.91), shade=(0.55, 0.57, 0.60), opacity=0.6)
-    return clouds.over(sky, rng)
+    clouds.over(sky, rng, out)
 
 
-def _misty_dawn(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.52, 0.58, 0.74)), (0.55, (0.80, 0.76, 0.80)), (0.85, (0.97, 0.84, 0.76)),
-                           (1.0, (0.99, 0.90, 0.80))])
-    sky = sky + _sun_glow(h, w, (0.35, 1.0), 3.0) * _colour((0.10, 0.07, 0.03))
+def _misty_dawn(rng: np.random.Generator, out: torch.Tensor) -> None:
+    h, w = _size(out)
+    sky = _gradient(h, [(0.0, (0.52, 0.58, 0.74)), (0.55, (0.80, 0.76, 0.80)), (0.85, (0.97, 0.84, 0.76)),
+                        (1.0, (0.99, 0.90, 0.80))])
     stratus = CloudLayer(0.5, 0.5, lit=(1.0, 0.93, 0.88), shade=(0.70, 0.68, 0.76), opacity=0.65, base_cells=2,
                          stretch=7.0, gain=0.5, low_bias=0.3)
-    return stratus.over(sky, rng)
+    stratus.over(_glowing(sky, _sun_glow(h, w, (0.35, 1.0), 3.0), (0.10, 0.07, 0.03)), rng, out)
 
 
-def _blue_hour(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.04, 0.07, 0.22)), (0.55, (0.13, 0.22, 0.46)), (0.85, (0.36, 0.42, 0.64)),
-                           (1.0, (0.62, 0.55, 0.62))])
+def _blue_hour(rng: np.random.Generator, out: torch.Tensor) -> None:
+    h, w = _size(out)
+    sky = _gradient(h, [(0.0, (0.04, 0.07, 0.22)), (0.55, (0.13, 0.22, 0.46)), (0.85, (0.36, 0.42, 0.64)),
+                        (1.0, (0.62, 0.55, 0.62))])
     clouds = CloudLayer(0.3, 0.3, lit=(0.30, 0.30, 0.45), shade=(0.07, 0.08, 0.17), opacity=0.7, base_cells=2,
                         stretch=5.0, low_bias=0.5)
-    sky = clouds.over(sky, rng)
-    return sky + _stars(h, w, rng, count=250, top_weight=2.0) * _colour((0.9, 0.92, 1.0)) * (1 - _rows(h)).pow_(2)
+    clouds.over(sky, rng, out)
+    stars, tint, fade = _stars(h, w, rng, count=250, top_weight=2.0), _colour((0.9, 0.92, 1.0)), (1 - _rows(h)).pow_(2)
+    for c in range(3):
+        out[c].add_((stars[0] * tint[c]).mul_(fade[0]))
 
 
 def _stars(h: int, w: int, rng: np.random.Generator, count: int, top_weight: float) -> torch.Tensor:
-    """Star points at fixed normalised positions (the same stars at every resolution), (h, w, 1)."""
+    """Star points at fixed normalised positions (the same stars at every resolution), (1, h, w)."""
     xs, ys = rng.random(count), rng.random(count) ** top_weight
     mags = rng.random(count) ** 4
     star = np.zeros((h, w), np.float32)
@@ -191,15 +211,18 @@ def _stars(h: int, w: int, rng: np.random.Generator, count: int, top_weight: flo
         yy, xx = np.mgrid[y0:y1, x0:x1]
         spot = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (r * r * (0.3 + m))))
         star[y0:y1, x0:x1] = np.maximum(star[y0:y1, x0:x1], (0.25 + 0.75 * m) * spot)
-    return torch.from_numpy(star)[..., None]
+    return torch.from_numpy(star)[None]
 
 
-def _night(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    sky = _gradient(h, w, [(0.0, (0.01, 0.02, 0.06)), (0.8, (0.04, 0.07, 0.16)), (1.0, (0.10, 0.13, 0.25))])
+def _night(rng: np.random.Generator, out: torch.Tensor) -> None:
+    h, w = _size(out)
+    sky = _gradient(h, [(0.0, (0.01, 0.02, 0.06)), (0.8, (0.04, 0.07, 0.16)), (1.0, (0.10, 0.13, 0.25))])
     band_shape = torch.exp(-(((_rows(h) - 0.15 - 0.5 * _cols(w)) / 0.18) ** 2))
-    band = band_shape * fbm(h, w, rng, base_cells=4, gain=0.6)[..., None]
-    sky = sky + band * _colour((0.10, 0.10, 0.14))
-    return sky + _stars(h, w, rng, count=1400, top_weight=1.3) * _colour((0.95, 0.95, 1.0))
+    band = band_shape * fbm(h, w, rng, base_cells=4, gain=0.6)[None]
+    stars, star_tint = _stars(h, w, rng, count=1400, top_weight=1.3), _colour((0.95, 0.95, 1.0))
+    with_band = _glowing(sky, band, (0.10, 0.10, 0.14))
+    for c in range(3):
+        torch.add(with_band(c), stars[0] * star_tint[c], out=out[c])
 
 
 @dataclass(frozen=True)
@@ -233,9 +256,15 @@ def render_preset_float(name: str, width: int, height: int, seed: int = 0) -> np
     scale = min(1.0, (MAX_RENDER_PIXELS / (width * height)) ** 0.5)
     rw, rh = max(8, round(width * scale)), max(8, round(height * scale))
     rng = np.random.default_rng([seed, sum(map(ord, name))])
+    out = np.empty((height, width, 3), np.float32)
+    planes = torch.from_numpy(out).permute(2, 0, 1)  # a channel-first view: the renders fill the result itself
     with torch.inference_mode():
-        img = PRESETS[name].render(rh, rw, rng).clamp(0, 1)
-        if (rh, rw) != (height, width):
-            img = F.interpolate(img.permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
-                                align_corners=False)[0].permute(1, 2, 0)
-        return np.ascontiguousarray(img.numpy())
+        if (rh, rw) == (height, width):
+            PRESETS[name].render(rng, planes)
+        else:
+            small = torch.empty(3, rh, rw)
+            PRESETS[name].render(rng, small)
+            planes[...] = F.interpolate(small.clamp_(0, 1)[None], size=(height, width), mode="bilinear",
+                                        align_corners=False)[0]
+        planes.clamp_(0, 1)
+    return out
