@@ -1,5 +1,6 @@
-"""The job engine: many photos through one computation, decoding ahead in a thread, computing in
-small chunks, writing each output atomically; one bad file never stops the others.
+"""The job engine: many photos through one computation, computing in small chunks while the next
+decodes and the previous one's outputs are encoded (a thread each), writing each output atomically;
+one bad file never stops the others.
 
 Shared by ``clnsod mask``, ``replace`` and ``batch`` (and meant for the video and distributed engines).
 """
@@ -86,23 +87,47 @@ class JobRunner(Generic[R]):
     held_pixels: int = HELD_PIXELS
 
     def run(self, jobs: list[PhotoJob], summary: JobSummary) -> JobSummary:
-        for pairs in self._decoded_chunks(jobs):
-            self._run_chunk(pairs, summary)  # its photos and results are freed before the next chunk
+        """Chunk by chunk: while one chunk is computed, the next decodes and the previous one's outputs
+        are encoded and written (one thread each; encoding releases the GIL), unless together they
+        would hold more than ``held_pixels``. Outcomes are recorded in the photos' order."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnsod-write") as writer:
+            writing: list[tuple[Decoded, Future]] = []
+            written_pixels = 0
+            for pairs in self._decoded_chunks(jobs):
+                ready, failures = self._collect(pairs)
+                pixels = sum(item.image.shape[0] * item.image.shape[1] for item in ready)
+                if written_pixels + pixels > self.held_pixels:
+                    self._finish(writing, summary)  # a large photo: write the previous one first
+                    writing = []
+                results = self.compute(ready) if ready else []
+                self._finish(writing, summary)
+                for job, line in failures:
+                    self._fail(summary, line, job)
+                    self._done(job)
+                writing = [(item, writer.submit(self.write, item, result))
+                           for item, result in zip(ready, results, strict=True)]
+                written_pixels = pixels  # the photos and results are freed once written
+            self._finish(writing, summary)
         return summary
 
-    def _run_chunk(self, pairs: list[tuple[PhotoJob, Future]], summary: JobSummary) -> None:
+    @staticmethod
+    def _collect(pairs: list[tuple[PhotoJob, Future]]) -> tuple[list[Decoded], list[tuple[PhotoJob, str]]]:
+        """The chunk's decoded photos, and a line for each that could not be read."""
         ready: list[Decoded] = []
+        failures: list[tuple[PhotoJob, str]] = []
         for job, future in pairs:
             try:
                 image, meta = future.result()
                 ready.append(Decoded(job, image, meta))
             except PhotoError as exc:
-                self._fail(summary, str(exc), job)
-                self._done(job)
-        results = self.compute(ready) if ready else []
-        for item, result in zip(ready, results, strict=True):
+                failures.append((job, str(exc)))
+        return ready, failures
+
+    def _finish(self, writing: list[tuple[Decoded, Future]], summary: JobSummary) -> None:
+        """Waits for each output of a chunk and records it."""
+        for item, future in writing:
             try:
-                self.write(item, result)
+                future.result()
                 summary.written += 1
                 summary.record(item.job.source, item.job.targets, WRITTEN)
             except OSError as exc:

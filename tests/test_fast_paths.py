@@ -1,7 +1,7 @@
 """The speed-ups compute what the plain computation does: the network with its batch norms folded,
 the guided filter on the unsure zone only, the matte's last pass on unsettled tiles only, compositing
-strips that are all sky or all foreground, the video stabiliser on the rows with sky, and decoding
-ahead on a thread. Each is checked against the plain computation written out here, on real photos
+strips that are all sky or all foreground, per-channel factors applied row by row, the video
+stabiliser on the rows with sky, and decoding ahead on a thread. Each is checked against the plain computation written out here, on real photos
 where a photo matters."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from conftest import PHOTOS
 from PIL import Image
 
-from clnsod_core.arrays import from_unit
+from clnsod_core.arrays import from_unit, scale_channels
 from clnsod_core.compositing.compose import (
     STRIP_ROWS,
     Harmonisation,
@@ -115,6 +115,18 @@ def test_composite_strips_equal_the_per_pixel_mix() -> None:
         assert np.array_equal(out[top:], expected[top:])  # foreground and soft strips: identical
         assert np.array_equal(out[:top], from_unit(sky[:top], source.dtype))  # pure sky: the sky itself
         assert np.abs(out[:top].astype(np.int64) - expected[:top]).max() <= 1  # (a rounding step at most)
+
+
+def test_channel_factors_by_rows_equal_broadcasting() -> None:
+    image = photo("Dune.jpg", (641, 427)).astype(np.float32) / 255
+    factors = np.array([1.07, 0.93, 0.61], np.float32)
+    expected = image * factors
+    assert np.array_equal(scale_channels(image.copy(), factors), expected)
+    columns = image.copy()[:, 100:300]  # not contiguous: the plain product, in place all the same
+    assert np.array_equal(scale_channels(columns, factors), expected[:, 100:300])
+    warm = place_sky(image, 427, 641, 427, SkyPlacement(brightness=0.5, temperature=0.4))
+    tint = np.array([1.06, 1.0, 0.94], np.float32) * np.float32(2**0.5)
+    assert np.array_equal(warm, np.clip(image * tint, 0, 1))
 
 
 def test_banded_stabiliser_equals_the_whole_frame() -> None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from clnsod_core.arrays import from_unit, unit_scale
+from clnsod_core.arrays import from_unit, scale_channels, unit_scale
 from clnsod_core.masking.matte import readonly_view, resize_in_bands
 from clnsod_core.options import check_part, defaults
 
@@ -121,7 +121,7 @@ def _adjust_sky(sky: np.ndarray, placement: SkyPlacement) -> np.ndarray:
         return sky
     gain = np.float32(2.0**placement.brightness)
     tint = np.array([1 + 0.15 * t, 1.0, 1 - 0.15 * t], np.float32)
-    sky *= gain * tint
+    scale_channels(sky, gain * tint)
     return np.clip(sky, 0.0, 1.0, out=sky)
 
 
@@ -192,8 +192,7 @@ def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options
             if lit is not None:
                 lit[sl] = out[sl]
             continue
-        fg = photo[sl].astype(np.float32)
-        fg *= scale
+        fg = scale_channels(photo[sl].astype(np.float32), scale)
         if halo is not None:
             _, band = next(halo)  # same rows as this strip
             b = band[:, :, None] * options.halo
@@ -205,7 +204,8 @@ def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options
             from_unit(fg, photo.dtype, out=out[sl])
             continue
         mixed = np.subtract(new_sky[sl], fg)  # fg + (sky - fg) * m: one temporary instead of three
-        mixed *= matte[sl, :, None]
+        for c in range(3):  # a channel at a time: faster than broadcasting the matte over (..., 3)
+            mixed[..., c] *= matte[sl]
         mixed += fg
         from_unit(mixed, photo.dtype, out=out[sl])
     return out, lit
