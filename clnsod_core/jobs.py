@@ -8,6 +8,7 @@ Shared by ``clnsod mask``, ``replace`` and ``batch`` (and meant for the video an
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,8 +76,21 @@ class Decoded:
 
 
 @dataclass
+class _Chunk:
+    """A chunk on its way through: its decoded photos, the ones that failed to decode, the pending
+    computation, and how many pixels it holds until its outputs are written."""
+
+    ready: list[Decoded]
+    failures: list[tuple[PhotoJob, str]]
+    result: Future | None
+    pixels: int
+
+
+@dataclass
 class JobRunner(Generic[R]):
-    """``compute`` maps a chunk of decoded photos to one result each; ``write`` stores one."""
+    """``compute`` maps a chunk of decoded photos to one result each; ``write`` stores one.
+    ``workers`` chunks are computed at once (``compute`` must then be safe to call from several
+    threads, as the model and the replacement are)."""
 
     compute: Callable[[list[Decoded]], list[R]]
     write: Callable[[Decoded, R], None]
@@ -85,30 +99,43 @@ class JobRunner(Generic[R]):
     chunk: int = 1
     on_done: Callable[[PhotoJob], None] | None = None
     held_pixels: int = HELD_PIXELS
+    workers: int = 1
 
     def run(self, jobs: list[PhotoJob], summary: JobSummary) -> JobSummary:
-        """Chunk by chunk: while one chunk is computed, the next decodes and the previous one's outputs
-        are encoded and written (one thread each; encoding releases the GIL), unless together they
-        would hold more than ``held_pixels``. Outcomes are recorded in the photos' order."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnsod-write") as writer:
+        """While up to ``workers`` chunks are computed, the next decodes and finished ones are encoded
+        and written (a thread each; decoding, encoding and most computing release the GIL), as long
+        as the chunks in flight hold at most ``held_pixels``. Outcomes are recorded in the photos' order."""
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="clnsod-compute") as computing, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnsod-write") as writer:
+            in_flight: deque[_Chunk] = deque()
             writing: list[tuple[Decoded, Future]] = []
             written_pixels = 0
             for pairs in self._decoded_chunks(jobs):
                 ready, failures = self._collect(pairs)
                 pixels = sum(item.image.shape[0] * item.image.shape[1] for item in ready)
-                if written_pixels + pixels > self.held_pixels:
-                    self._finish(writing, summary)  # a large photo: write the previous one first
-                    writing = []
-                results = self.compute(ready) if ready else []
-                self._finish(writing, summary)
-                for job, line in failures:
-                    self._fail(summary, line, job)
-                    self._done(job)
-                writing = [(item, writer.submit(self.write, item, result))
-                           for item, result in zip(ready, results, strict=True)]
-                written_pixels = pixels  # the photos and results are freed once written
+                while in_flight and (len(in_flight) >= self.workers or written_pixels + pixels
+                                     + sum(c.pixels for c in in_flight) > self.held_pixels):
+                    writing, written_pixels = self._hand_over(in_flight.popleft(), writing, writer, summary)
+                if written_pixels + pixels > self.held_pixels:  # a large photo: write the previous ones first
+                    self._finish(writing, summary)
+                    writing, written_pixels = [], 0
+                in_flight.append(_Chunk(ready, failures, computing.submit(self.compute, ready) if ready else None, pixels))
+            while in_flight:
+                writing, written_pixels = self._hand_over(in_flight.popleft(), writing, writer, summary)
             self._finish(writing, summary)
         return summary
+
+    def _hand_over(self, chunk: _Chunk, writing: list[tuple[Decoded, Future]], writer: ThreadPoolExecutor,
+                   summary: JobSummary) -> tuple[list[tuple[Decoded, Future]], int]:
+        """Waits for ``chunk``'s results, records the outputs written before it and its decoding
+        failures, and starts writing its outputs; returns them and the pixels they hold."""
+        results = chunk.result.result() if chunk.result is not None else []
+        self._finish(writing, summary)
+        for job, line in chunk.failures:
+            self._fail(summary, line, job)
+            self._done(job)
+        started = [(item, writer.submit(self.write, item, result)) for item, result in zip(chunk.ready, results, strict=True)]
+        return started, chunk.pixels
 
     @staticmethod
     def _collect(pairs: list[tuple[PhotoJob, Future]]) -> tuple[list[Decoded], list[tuple[PhotoJob, str]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 import torch
@@ -32,6 +33,14 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_device(name: str = "auto", index: int | None = None) -> torch.device:

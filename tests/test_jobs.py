@@ -89,3 +89,27 @@ def test_large_photos_are_written_before_the_next_is_computed(landscape_photo: P
     # Room for one photo and a half: holding a written photo and a computed one at once is too much.
     JobRunner(compute, write, 10**9, report=lambda line: None, held_pixels=pixels * 3 // 2).run(jobs, JobSummary())
     assert events == ["compute 0", "write 0", "compute 1", "write 1", "compute 2", "write 2"]
+
+
+def test_several_workers_compute_at_once_and_outcomes_stay_in_order(landscape_photo: Path, tmp_path: Path) -> None:
+    jobs = _folder(landscape_photo, tmp_path, 6)
+    jobs[4].source.write_bytes(b"not a photo")
+    started = [threading.Event() for _ in jobs]
+    together: list[bool] = []
+    order: list[int] = []
+
+    def compute(items: list[Decoded]) -> list[np.ndarray]:
+        index = jobs.index(items[0].job)
+        started[index].set()
+        if index % 2 == 0 and index + 1 < len(jobs) and index + 1 != 4:  # waits for its neighbour to start
+            together.append(started[index + 1].wait(WAIT_S))
+        return _mean_colour(items)
+
+    def write(item: Decoded, result: np.ndarray) -> None:
+        order.append(jobs.index(item.job))
+
+    summary = JobRunner(compute, write, 10**9, report=lambda line: None, workers=2).run(jobs, JobSummary())
+    assert together == [True, True]
+    assert order == [0, 1, 2, 3, 5]
+    assert [outcome.status for outcome in summary.outcomes.values()] == [WRITTEN] * 4 + [FAILED, WRITTEN]
+    assert list(summary.outcomes) == [job.source for job in jobs]

@@ -228,7 +228,7 @@ def test_worker_killed_mid_run_is_retried(good_photos: Path, reference: tuple[Pa
 
 
 def test_engine_options_and_uris_need_the_ray_engine(photos: Path, tmp_path: Path) -> None:
-    for extra in (["--workers", "2"], ["--address", "127.0.0.1:1"], ["--gpus-per-worker", "1"]):
+    for extra in (["--cpus-per-worker", "2"], ["--address", "127.0.0.1:1"], ["--gpus-per-worker", "1"]):
         result = run_cli("batch", photos, "-o", tmp_path / "x", *extra)
         assert result.returncode == 2 and "only apply to --engine ray" in result.stderr
     result = run_cli("batch", photos.as_uri(), "-o", tmp_path / "x")
