@@ -80,16 +80,21 @@ def main() -> None:
         (root / "half").mkdir()
         for path in paths[:n]:
             os.link(path, root / "half" / path.name)
-        reference, half, full, single = [], [], [], []
+        tiny = root / "tiny.jpg"  # a replace of this costs its start-up and next to nothing else
+        with Image.open(paths[0]) as im:
+            im.resize((320, 213)).save(tiny, quality=92)
+        reference, half, full, single, startup_only = [], [], [], [], []
         for run in range(args.runs):
             reference.append(decode_encode(paths, root / f"ref{run}") / len(paths))
             half.append(run_cli(["batch", str(root / "half"), "-o", str(root / f"half{run}"), "--sky", args.sky]))
             full.append(run_cli(["batch", str(root / "in"), "-o", str(root / f"out{run}"), "--sky", args.sky]))
             single.append(run_cli(["replace", str(paths[0]), "--sky", args.sky, "-o", str(root / f"one{run}.jpg")]))
+            startup_only.append(run_cli(["replace", str(tiny), "--sky", args.sky, "-o", str(root / f"tiny{run}.jpg")]))
         ref = statistics.median(reference)
         steady = statistics.median((b - a) / n for a, b in zip(half, full, strict=True))
         startup = statistics.median(a - n * steady for a in half)
         one = statistics.median(single)
+        one_startup = statistics.median(startup_only)
         with Image.open(paths[0]) as im:
             size = f"{im.width}x{im.height}"
     print(f"batches of {n} and {2 * n} photos of {size}, preset sky '{args.sky}', medians of {args.runs} runs, "
@@ -102,8 +107,8 @@ def main() -> None:
     print(f"| `clnsod batch` of {2 * n} photos, start-up included | {statistics.median(full) / (2 * n):.3f} | "
           f"{60 * 2 * n / statistics.median(full):.0f} | {statistics.median(full) / (2 * n) / ref:.1f}× |")
     print(f"| one `clnsod replace`, start-up included | {one:.3f} | {60 / one:.0f} | {one / ref:.1f}× |")
-    print(f"| one `clnsod replace` less the start-up | {one - startup:.3f} | {60 / (one - startup):.0f} | "
-          f"{(one - startup) / ref:.1f}× |")
+    print(f"| one `clnsod replace` less its start-up ({one_startup:.1f} s: a replace of a 320x213 photo) | "
+          f"{one - one_startup:.3f} | {60 / (one - one_startup):.0f} | {(one - one_startup) / ref:.1f}× |")
 
 
 if __name__ == "__main__":
