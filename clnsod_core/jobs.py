@@ -1,6 +1,6 @@
-"""The job engine: many photos through one computation, computing in small chunks while the next
-decodes and the previous one's outputs are encoded (a thread each), writing each output atomically;
-one bad file never stops the others.
+"""The job engine: many photos through one computation, in small chunks, several computed at once
+while the next decodes and finished ones are encoded (a thread each), every output written
+atomically and every outcome recorded in the photos' order; one bad file never stops the others.
 
 Shared by ``clnsod mask``, ``replace`` and ``batch`` (and meant for the video and distributed engines).
 """
