@@ -3,9 +3,10 @@
 Each preset is a function of normalised coordinates plus fractal noise (``noise.fbm``) whose
 lattices do not depend on the output size: the same (name, seed) gives the same sky at any size,
 with cloud detail down to a pixel or two, no tiles and no seams. Rendering works in torch, in
-place where it can (at 12 MP, plain numpy temporaries cost more than the noise itself), on planes
-(3, H, W): mixing colours by a per-pixel weight is ~10x faster when the weight broadcasts over the
-outer, channel axis than over an inner one of length 3.
+place where it can (at 12 MP, plain numpy temporaries cost more than the noise itself). A renderer
+fills the final (H, W, 3) array through a channel-first view, one channel at a time: mixing colours
+by a per-pixel weight is ~10x faster over a whole plane than broadcast over an inner axis of
+length 3, and no sky is ever held as three full planes besides the result.
 """
 
 from __future__ import annotations
