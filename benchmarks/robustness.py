@@ -18,7 +18,9 @@ The haze, reflection, strip, all-cloud and night photos are made from held-out `
 simulations the trainer uses (``trainer.augment``), each seeded by the photo's index, so every
 weights file sees identical inputs. The three real photos have no pixel labels: each has rows
 that are certainly sky and rows that are certainly foreground (checked by eye), and only those
-are scored.
+are scored. Besides IoU and recall at 0.5, "sky alpha" is the mean matte over the true sky: how much
+of the new sky a composite shows there (a soft 0.7 everywhere counts as sky at 0.5 but leaves 30 %
+of the old sky visible), and "sky replaced fully" the share of it with a matte of at least 0.98.
 
     python benchmarks/robustness.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-320-v2.pt
 """
@@ -60,6 +62,7 @@ class KnownRegions:
     sky_box: tuple[float, float, float, float] | None = None
 
 
+FULLY = 0.98  # a matte at least this high shows the new sky with no visible trace of the old one
 REAL_PHOTOS = {
     "all-cloud": ("plasma_Kite.jpg", KnownRegions((0.0, 1.0), None, (0.6, 0.25, 0.75, 0.45))),
     "haze": ("plasma_DarkestHour.jpg", KnownRegions((0.0, 0.5), (0.7, 1.0))),
@@ -157,11 +160,18 @@ def no_sky_scores(scorer: Scorer, images: Iterator[np.ndarray]) -> dict[str, flo
 
 
 def labelled_scores(scorer: Scorer, items: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> dict[str, float]:
+    """IoU at 0.5 and the confusions, plus ``sky_alpha``: the mean matte over the true sky, i.e. how much
+    of the new sky a composite shows there (a matte of 0.7 everywhere has IoU 1 but shows 30 % old sky)."""
     acc = MetricAccumulator(stretch=False)
+    alpha_sum, sky_pixels = 0.0, 0
     for image, gt, void in items:
-        acc.add(scorer.matte(image)[1], gt, void)
+        matte = scorer.matte(image)[1]
+        acc.add(matte, gt, void)
+        sky = gt if void is None else gt & ~void.astype(bool)
+        alpha_sum, sky_pixels = alpha_sum + float(matte[sky].sum()), sky_pixels + int(sky.sum())
     out = acc.result()
-    return {"photos": out["images"], "iou": out["iou"], "fg_as_sky": out["fg_as_sky"], "sky_as_fg": out["sky_as_fg"]}
+    return {"photos": out["images"], "iou": out["iou"], "fg_as_sky": out["fg_as_sky"], "sky_as_fg": out["sky_as_fg"],
+            "sky_alpha": alpha_sum / max(sky_pixels, 1)}
 
 
 def _box(box: tuple[float, float, float, float], h: int, w: int) -> tuple[slice, slice]:
@@ -173,7 +183,8 @@ def _box(box: tuple[float, float, float, float], h: int, w: int) -> tuple[slice,
 def real_photo_scores(scorer: Scorer, photo: Path, regions: KnownRegions) -> dict[str, float]:
     image = load_photo(photo)
     h, w = image.shape[:2]
-    sky_called = scorer.matte(image)[1] >= 0.5
+    matte = scorer.matte(image)[1]
+    sky_called = matte >= 0.5
     known_sky = np.zeros((h, w), bool)
     known_sky[round(regions.sky_rows[0] * h) : round(regions.sky_rows[1] * h)] = True
     if regions.sky_box is not None:
@@ -182,7 +193,8 @@ def real_photo_scores(scorer: Scorer, photo: Path, regions: KnownRegions) -> dic
         known_sky &= inside
     if regions.not_sky_box is not None:
         known_sky[_box(regions.not_sky_box, h, w)] = False
-    out = {"sky_recall": float(sky_called[known_sky].mean())}
+    out = {"sky_recall": float(sky_called[known_sky].mean()), "sky_alpha": float(matte[known_sky].mean()),
+           "sky_replaced_fully": float((matte[known_sky] >= FULLY).mean())}
     if regions.fg_rows is not None:
         fg = sky_called[round(regions.fg_rows[0] * h) : round(regions.fg_rows[1] * h)]
         out["fg_as_sky"] = float(fg.mean())
