@@ -125,12 +125,17 @@ def run_locally(in_dir: Path, out_dir: Path, kind: str, fmt: str, overwrite: boo
     if jobs:
         replacer = load_replacer(flags)
         workers = workers or min(cpu_cores(), LOCAL_WORKERS)
-        torch.set_num_threads(max(1, torch.get_num_threads() // workers))  # a share of the cores (or of OMP_NUM_THREADS)
-        with click.progressbar(length=len(jobs), label=f"{len(jobs)} photos", file=click.get_text_stream("stderr")) as bar:
-            def tick(_job: PhotoJob) -> None:
-                bar.update(1)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))  # a share of the cores (or of OMP_NUM_THREADS) each
+        try:
+            with click.progressbar(length=len(jobs), label=f"{len(jobs)} photos",
+                                   file=click.get_text_stream("stderr")) as bar:
+                def tick(_job: PhotoJob) -> None:
+                    bar.update(1)
 
-            batch_runner(replacer, kind, sky, flags, summary, on_done=tick, workers=workers).run(jobs, summary)
+                batch_runner(replacer, kind, sky, flags, summary, on_done=tick, workers=workers).run(jobs, summary)
+        finally:
+            torch.set_num_threads(threads)
     if manifest is not None:
         write_manifest(manifest, summary, kind, flags)
     finish(summary)
