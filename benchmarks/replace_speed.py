@@ -1,8 +1,8 @@
 """End-to-end sky replacement speed and memory on large photos (2 threads).
 
-For each size: decode -> mask (network) -> matte -> sky (render + place) -> composite ->
-overlays (reflection search, haze) -> encode, medians of repeated runs with a stage breakdown, plus decode+encode of the same photo
-alone as the reference. Peak RSS is measured in a fresh child process per size (VmHWM).
+For each size: decode -> ``SkyReplacer.replace`` (mask: network and matte; sky: render and place;
+blend: composite beside the reflection search and haze) -> encode, medians of repeated runs with a
+stage breakdown, plus decode+encode of the same photo alone as the reference (and the ratio). Peak RSS is measured in a fresh child process per size (VmHWM).
 
     python benchmarks/replace_speed.py [--runs 5] [--sky sunset]
 """
@@ -10,7 +10,9 @@ alone as the reference. Peak RSS is measured in a fresh child process per size (
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
+import queue as queues
 import statistics
 import tempfile
 import time
@@ -39,39 +41,29 @@ def vm_hwm_mib() -> float:
     return float("nan")
 
 
-def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
-    from clnsod_core.compositing.compose import composite, lowest_sky_line, place_sky, sky_region_height
-    from clnsod_core.imaging.io import load_photo_with_meta, save_image
-    from clnsod_core.masking.matte import refine_matte
-    from clnsod_core.compositing.overlay import blend_layers
-    from clnsod_core.replace import ReplaceOptions, overlay_layers, preset_sky
+STAGE_STARTS = {"computing the sky matte": "mask", "placing the new sky": "sky", "blending the foreground": "blend"}
 
-    opts = ReplaceOptions()
+
+def run_once(replacer, path: Path, sky: str) -> dict[str, float]:
+    """One photo through ``SkyReplacer.replace``, the path ``clnsod replace`` takes, timed by the
+    stages it reports: mask (network and matte), sky (render and placement), blend (composite,
+    reflection search and haze), between decode and encode."""
+    from clnsod_core.imaging.io import load_photo_with_meta, save_image
+    from clnsod_core.replace import ReplaceOptions
+
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     photo, meta = load_photo_with_meta(path)
     t["decode"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    prob = replacer.masker.predict_working_size([photo])[0]
-    t["network"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    matte = refine_matte(photo, prob, opts.matte)
-    t["matte"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    h, w = matte.shape
-    bottom = lowest_sky_line(matte)
-    sky_img = preset_sky(sky, w, sky_region_height(h, bottom), 0)
-    placed = place_sky(sky_img, h, w, bottom, opts.placement)
-    t["sky"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    comp, _ = composite(photo, matte, placed, opts.harmonisation, foreground=False)  # as replace() does
-    t["composite"] = time.perf_counter() - t0
-    t0 = time.perf_counter()  # looking for reflecting water (and haze when asked for), as replace does
-    comp = blend_layers(comp, list(overlay_layers(photo, matte, placed, opts.harmonisation).values()))
-    t["overlays"] = time.perf_counter() - t0
+    marks: list[tuple[str, float]] = []
+    result = replacer.replace(photo, sky, ReplaceOptions(),
+                              on_stage=lambda stage: marks.append((STAGE_STARTS[stage], time.perf_counter())))
+    marks.append(("", time.perf_counter()))
+    for (stage, start), (_, end) in itertools.pairwise(marks):
+        t[stage] = end - start
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        save_image(comp, Path(tmp) / "out.jpg", meta, 92)
+        save_image(result.composite, Path(tmp) / "out.jpg", meta, 92)
     t["encode"] = time.perf_counter() - t0
     t["total"] = sum(t.values())
     return t
@@ -103,6 +95,16 @@ def _child(path: str, sky: str, runs: int, queue: mp.Queue) -> None:
     queue.put((stages, refs, vm_hwm_mib()))
 
 
+def _answer(queue: mp.Queue, proc: mp.Process) -> tuple:
+    """The child's measurements; a child that died (its traceback is on stderr) ends the benchmark."""
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except queues.Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"the measuring process failed (exit code {proc.exitcode})") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
@@ -110,9 +112,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="12,24", help="megapixels, comma separated")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
-    keys = ["decode", "network", "matte", "sky", "composite", "overlays", "encode", "total"]
+    keys = ["decode", "mask", "sky", "blend", "encode", "total"]
     print(f"median of {args.runs} runs (after 1 warm-up), seconds; 2 threads; preset sky '{args.sky}'")
-    print(f"{'photo':<22}" + "".join(f"{k:>10}" for k in keys) + f"{'dec+enc':>10}{'peak RSS':>11}")
+    print(f"{'photo':<22}" + "".join(f"{k:>10}" for k in keys) + f"{'dec+enc':>10}{'ratio':>8}{'peak RSS':>11}")
     with tempfile.TemporaryDirectory() as tmp:
         for mp_size in (float(s) for s in args.sizes.split(",")):
             path = make_photo(mp_size, Path(tmp))
@@ -121,11 +123,12 @@ def main() -> None:
             queue: mp.Queue = ctx.Queue()
             proc = ctx.Process(target=_child, args=(str(path), args.sky, args.runs, queue))
             proc.start()
-            stages, refs, peak = queue.get(timeout=1800)
+            stages, refs, peak = _answer(queue, proc)
             proc.join()
             med = {k: statistics.median(s[k] for s in stages) for k in keys}
+            ref = statistics.median(refs)
             print(f"{label:<22}" + "".join(f"{med[k]:>10.3f}" for k in keys)
-                  + f"{statistics.median(refs):>10.3f}{peak:>8.0f} MiB")
+                  + f"{ref:>10.3f}{med['total'] / ref:>7.1f}x{peak:>8.0f} MiB")
 
 
 if __name__ == "__main__":

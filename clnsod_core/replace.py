@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from clnsod_core.arrays import as_u8, from_unit, to_u8, unit_scale
 from clnsod_core.compositing.compose import (
     Harmonisation,
     SkyPlacement,
     composite,
+    lands_pixel_for_pixel,
     lowest_sky_line,
+    place_rendered_sky,
     place_sky,
     sky_region_height,
 )
@@ -33,8 +36,9 @@ from clnsod_core.compositing.skies import PRESETS, render_preset_float
 from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
 from clnsod_core.imaging.io import PhotoError, load_photo_with_meta
 from clnsod_core.masking.inference import SkyMasker
-from clnsod_core.masking.matte import MatteOptions, sky_matte
+from clnsod_core.masking.matte import MatteOptions, matte_guide, sky_matte
 from clnsod_core.options import option, part_values
+from clnsod_core.runtime import run_beside
 
 PRESET_RENDER_PIXELS = 16_000_000  # presets are rendered at the photo's size up to this many pixels
 STAGES = ("network", "matte", "sky", "placement", "composite", "overlays")  # what StageCache remembers
@@ -194,6 +198,10 @@ class StageCache:
             self._entries[stage] = (key, value)
         return value
 
+    def keeps(self, stage: str) -> bool:
+        """Whether this cache remembers ``stage``'s results."""
+        return stage in self._keep
+
     def seed(self, stage: str, key: Hashable, value: Any) -> None:
         """Remember a result computed elsewhere (the network's answer for this photo)."""
         self._entries[stage] = (key, value)
@@ -208,6 +216,15 @@ def preset_sky(name: str, width: int, region_height: int, seed: int) -> np.ndarr
     and upscaled by the placement, in bands."""
     scale = min(1.0, (PRESET_RENDER_PIXELS / (width * region_height)) ** 0.5)
     return render_preset_float(name, max(8, round(width * scale)), max(8, round(region_height * scale)), seed)
+
+
+def _render_into(rows: np.ndarray, name: str, seed: int, space: ColourSpace) -> None:
+    """Preset ``name`` rendered into ``rows`` ((h, w, 3) float32) in the photo's colour space."""
+    h, w = rows.shape[:2]
+    render_preset_float(name, w, h, seed, out=rows)
+    converted = convert(rows, SRGB, space)  # the array itself for an sRGB photo
+    if converted is not rows:
+        rows[...] = converted
 
 
 def overlay_layers(photo: np.ndarray, matte: np.ndarray, placed: np.ndarray,
@@ -235,12 +252,21 @@ class SkyReplacer:
         """Edge-aware full-resolution sky matte, and whether the photo has sky at all."""
         options.validate()
         cache = cache if cache is not None else StageCache(keep=())
-        guide = as_u8(photo)  # what the network and the matte read: one 8-bit copy of a 16-bit photo, not two
-        prob = cache.get("network", (), lambda: self.network(guide, space))
-        return cache.get("matte", options, lambda: sky_matte(guide, prob, options))
+        eight_bit = as_u8(photo)  # what the network and the matte read: one 8-bit copy of a 16-bit photo, not two
 
-    def network(self, photo: np.ndarray, space: ColourSpace | None = None) -> Any:
-        """The network's sky probability for ``photo`` at its working size (what the matte refines)."""
+        def compute() -> tuple[np.ndarray, bool]:
+            # The network's and the matte's reduced copies of the photo (Pillow, one core each) are made
+            # side by side, from one Pillow copy of the photo.
+            shared = Image.fromarray(eight_bit)
+            guide, prob = run_beside(lambda: matte_guide(shared, options),
+                                     lambda: cache.get("network", (), lambda: self.network(shared, space)))
+            return sky_matte(eight_bit, prob, options, guide)
+
+        return cache.get("matte", options, compute)
+
+    def network(self, photo: np.ndarray | Image.Image, space: ColourSpace | None = None) -> Any:
+        """The network's sky probability for ``photo`` (or its 8-bit Pillow image) at its working size
+        (what the matte refines)."""
         return self.masker.predict_working_size([photo], [space])[0]
 
     def matte(self, photo: np.ndarray, options: MatteOptions = MatteOptions(),
@@ -276,15 +302,17 @@ class SkyReplacer:
             placed, placement_key = sky.pixels, ("placed", Same(sky.pixels))
         else:
             placed, placement_key = self._placed(sky, h, w, bottom, options, space, cache)
-        report("blending the foreground")
+        report("blending the foreground")  # with the reflections and haze
         harmonisation = options.harmonisation
         gain_key = None if gain is None else tuple(float(g) for g in gain)
         blend_key = (matte_key, placement_key, replace_fields(harmonisation, reflection=0.0, haze=0.0), gain_key)
-        comp, _ = cache.get("composite", blend_key,
-                            lambda: composite(photo, matte, placed, harmonisation, gain=gain, foreground=False))
-        report("adding reflections and haze")
-        found = cache.get("overlays", (matte_key, placement_key, harmonisation.reflection, harmonisation.haze),
-                          lambda: overlay_layers(photo, matte, placed, harmonisation))
+        overlay_key = (matte_key, placement_key, harmonisation.reflection, harmonisation.haze)
+        # Both read the photo, the matte and the placed sky only: the overlays' search (mostly one
+        # core) runs beside the composite.
+        found, (comp, _) = run_beside(
+            lambda: cache.get("overlays", overlay_key, lambda: overlay_layers(photo, matte, placed, harmonisation)),
+            lambda: cache.get("composite", blend_key,
+                              lambda: composite(photo, matte, placed, harmonisation, gain=gain, foreground=False)))
         if not found:
             return ReplaceResult(photo, comp, matte, placed)
         final = blend_layers(comp, list(found.values()))
@@ -305,13 +333,21 @@ class SkyReplacer:
         if isinstance(sky, str):
             region = sky_region_height(h, bottom)
             sky_key: Hashable = ("preset", sky, w, region, options.seed, space)
+            placement_key = (sky_key, h, w, bottom, options.placement)
+            if (w * region <= PRESET_RENDER_PIXELS and not cache.keeps("sky")
+                    and lands_pixel_for_pixel(options.placement)):
+                # Rendered straight into the placed sky: no second full-size sky in memory (kept apart
+                # only for an editor, whose placement sliders move the same rendered sky).
+                placed = cache.get("placement", placement_key, lambda: place_rendered_sky(
+                    lambda rows: _render_into(rows, sky, options.seed, space), h, w, bottom, options.placement))
+                return placed, placement_key
             sky_pixels = cache.get("sky", sky_key,
                                    lambda: convert(preset_sky(sky, w, region, options.seed), SRGB, space))
         else:
             sky_key = ("image", Same(sky), space)
             sky_pixels = cache.get("sky", sky_key, lambda: self._sky_in(sky, space) if isinstance(sky, SkyImage)
                                    else convert(sky, SRGB, space))
-        placement_key = (sky_key, h, w, bottom, options.placement)
+            placement_key = (sky_key, h, w, bottom, options.placement)
         placed = cache.get("placement", placement_key, lambda: place_sky(sky_pixels, h, w, bottom, options.placement))
         return placed, placement_key
 

@@ -1,4 +1,5 @@
-"""Process-level set-up: allocator tuning at start-up, and the one choice of compute device."""
+"""Process-level set-up: allocator tuning at start-up, the one choice of compute device, and
+running two steps side by side."""
 
 from __future__ import annotations
 
@@ -6,21 +7,29 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
 from clnsod_core.options import DEVICES
 
+A = TypeVar("A")
+B = TypeVar("B")
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 
 
 def tune_allocator() -> bool:
-    """Keep freed heap memory instead of returning it to the OS (glibc only).
+    """Keep freed heap memory instead of returning it to the OS, in one heap (glibc only).
 
     glibc serves large tensors with mmap and unmaps them on free, so every
     full-resolution operation page-faults its buffers back in; on small VMs this made
-    torch up to 4x slower. Returns True when the setting was applied.
+    torch up to 4x slower. Helper threads (``run_beside``) would otherwise get heaps of their
+    own, each keeping what it freed for itself (a photo-sized buffer kept per thread); one heap
+    lets every thread reuse it. Returns True when the settings were applied.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -32,7 +41,7 @@ def tune_allocator() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+    return all([mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, 2**30), mallopt(_M_ARENA_MAX, 1)])
 
 
 def cpu_cores() -> int:
@@ -41,6 +50,16 @@ def cpu_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS and Windows have no affinity call
         return max(1, os.cpu_count() or 1)
+
+
+def run_beside(side: Callable[[], A], main: Callable[[], B]) -> tuple[A, B]:
+    """(``side()``, ``main()``), ``side`` run on a helper thread while ``main`` runs on this one: for
+    single-threaded steps (Pillow resizes, numpy passes; both release the GIL) that would otherwise
+    leave a core idle. Returns once both have finished; an exception of either is raised here."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnsod-beside") as pool:
+        pending = pool.submit(side)
+        main_result = main()  # if this raises, leaving the block still waits for ``side``
+        return pending.result(), main_result
 
 
 def resolve_device(name: str = "auto", index: int | None = None) -> torch.device:

@@ -1,13 +1,16 @@
 """The speed-ups compute what the plain computation does: the network with its batch norms folded,
 the guided filter on the unsure zone only, the matte's last pass on unsettled tiles only, compositing
-strips that are all sky or all foreground, per-channel factors applied row by row, the video
-stabiliser on the rows with sky, and decoding ahead on a thread. Each is checked against the plain computation written out here, on real photos
-where a photo matters."""
+strips that are all sky or all foreground (on two threads), per-channel factors applied row by row,
+the video stabiliser on the rows with sky, decoding ahead on a thread, a preset rendered straight
+into the placed sky, the sun's disc computed near the sun only, and the network's and the matte's
+reductions of the photo made side by side from one Pillow copy. Each is checked against the plain
+computation written out here, on real photos where a photo matters."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ from conftest import PHOTOS
 from PIL import Image
 
 from clnsod_core.arrays import from_unit, scale_channels
+from clnsod_core.compositing import skies
 from clnsod_core.compositing.compose import (
     STRIP_ROWS,
     Harmonisation,
@@ -25,11 +29,16 @@ from clnsod_core.compositing.compose import (
     place_sky,
     sky_region_height,
 )
+from clnsod_core.imaging.colour import SRGB, ColourSpace, convert
 from clnsod_core.masking import matte as matte_module
 from clnsod_core.masking.inference import SkyMasker, predict_working_size
 from clnsod_core.network.fold import fold_batch_norms
-from clnsod_core.replace import preset_sky
+from clnsod_core.network.preprocess import resize_rgb
+from clnsod_core.replace import ReplaceOptions, SkyReplacer, StageCache, preset_sky
+from clnsod_core.runtime import run_beside
 from clnsod_core.weights.format import load_model
+
+ICC = Path(__file__).parent / "data" / "icc"
 
 
 def photo(name: str, size: tuple[int, int]) -> np.ndarray:
@@ -193,3 +202,76 @@ def test_a_sky_of_the_photos_size_is_placed_as_it_is() -> None:
     assert np.array_equal(placed[:region], sky) and np.array_equal(placed[region:], np.broadcast_to(sky[-1], (height - region, width, 3)))
     resampled = torch.cat([band for _, _, band in matte_module.resize_in_bands(torch.from_numpy(sky).permute(2, 0, 1), region, width)], dim=1)
     assert torch.equal(resampled.permute(1, 2, 0), torch.from_numpy(sky))
+
+
+@pytest.mark.parametrize("icc", [None, "DisplayP3-v4.icc"])
+def test_a_preset_rendered_into_the_placed_sky_equals_placing_the_rendered_preset(masker: SkyMasker,
+                                                                                 icc: str | None) -> None:
+    """``replace`` renders a preset straight into the placed sky when placing would not resample it
+    (no editor keeps the sky): the same pixels as rendering, converting and placing, for an sRGB and a
+    Display P3 photo; a placement that moves the sky takes the plain path."""
+    space = SRGB if icc is None else ColourSpace((ICC / icc).read_bytes())
+    height, width, bottom = 500, 760, 230
+    region = sky_region_height(height, bottom)
+    replacer = SkyReplacer(masker)
+    for placement in (SkyPlacement(), SkyPlacement(brightness=0.4, temperature=-0.3, shift_x=0.1, shift_y=0.05)):
+        options = ReplaceOptions(placement=placement, seed=4)
+        expected = place_sky(convert(preset_sky("blue-hour", width, region, 4), SRGB, space), height, width, bottom,
+                             placement)
+        cache = StageCache(keep=())
+        placed, _ = replacer._placed("blue-hour", height, width, bottom, options, space, cache)
+        assert "sky" not in cache.recomputed and np.array_equal(placed, expected)
+    zoomed = ReplaceOptions(placement=SkyPlacement(scale=1.2))
+    cache = StageCache(keep=())
+    placed, _ = replacer._placed("blue-hour", height, width, bottom, zoomed, space, cache)
+    assert cache.recomputed == ["sky", "placement"]
+    assert np.array_equal(placed, place_sky(convert(preset_sky("blue-hour", width, region, 0), SRGB, space), height,
+                                            width, bottom, zoomed.placement))
+
+
+def test_the_suns_disc_near_the_sun_equals_the_whole_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sunset's disc is computed on the pixels around the sun only: the same sky as computing it
+    over the whole frame, at sizes where the sun lies near an edge or covers most of a tiny sky."""
+    for width, height in ((1600, 500), (97, 31), (8, 8), (300, 1200)):
+        near = skies.render_preset_float("sunset", width, height, 2)
+        with monkeypatch.context() as patch:
+            patch.setattr(skies, "_around", lambda *_: (slice(None), slice(None)))
+            whole = skies.render_preset_float("sunset", width, height, 2)
+        assert np.array_equal(near, whole), (width, height)
+    rows, cols = skies._around(500, 1600, (0.62, 0.93), 0.035)
+    assert (rows.stop - rows.start) * (cols.stop - cols.start) < 0.01 * 500 * 1600  # a small box
+
+
+def test_reductions_from_one_pillow_copy_equal_those_from_the_array() -> None:
+    from clnsod_core.masking.matte import MatteOptions, matte_guide
+
+    image = photo("plasma_Kite.jpg", (1500, 1001))
+    shared = Image.fromarray(image)
+    assert np.array_equal(resize_rgb(shared, 320), resize_rgb(image, 320))
+    assert np.array_equal(matte_guide(shared, MatteOptions()), matte_guide(image, MatteOptions()))
+    assert np.array_equal(matte_guide(image.astype(np.uint16) * 257, MatteOptions()), matte_guide(image, MatteOptions()))
+
+
+def test_run_beside_runs_both_at_once_and_raises_either_error() -> None:
+    started = threading.Event()
+
+    def side() -> str:
+        assert started.wait(timeout=10), "main never started while side ran"  # both run at the same time
+        return "side"
+
+    def main() -> str:
+        started.set()
+        return "main"
+
+    assert run_beside(side, main) == ("side", "main")
+    finished: list[str] = []
+
+    def slow_side() -> None:
+        threading.Event().wait(0.2)
+        finished.append("side")
+
+    with pytest.raises(ZeroDivisionError):
+        run_beside(slow_side, lambda: 1 / 0)
+    assert finished == ["side"]  # the helper finished before the error came back
+    with pytest.raises(KeyError):
+        run_beside(lambda: {}["missing"], lambda: "main")

@@ -7,7 +7,7 @@ NaN or inf: all divisions are guarded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ from PIL import Image
 from clnsod_core.arrays import from_unit, scale_channels, unit_scale
 from clnsod_core.masking.matte import readonly_view, resize_in_bands
 from clnsod_core.options import check_part, defaults
+from clnsod_core.runtime import run_beside
 
 _EPS = 1e-4
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -110,9 +111,32 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
         if scale != 1:
             part /= scale
         _adjust_sky(part, placement)
-    if sky_rows < height:  # below the sky image's bottom edge: repeat its last row (hidden by the matte)
-        out[sky_rows:] = out[sky_rows - 1]
-    return out
+    return _repeat_last_row(out, sky_rows)
+
+
+def lands_pixel_for_pixel(placement: SkyPlacement) -> bool:
+    """True when ``place_sky`` puts a sky the size of the photo's sky region (a preset rendered for
+    it) on the photo pixel for pixel: default zoom, not mirrored, not moved up."""
+    return placement.scale == 1 and placement.shift_y >= 0 and not placement.flip
+
+
+def place_rendered_sky(render: Callable[[np.ndarray], None], height: int, width: int, sky_bottom: int,
+                       placement: SkyPlacement) -> np.ndarray:
+    """What ``place_sky`` gives for a sky that ``lands_pixel_for_pixel``, with the sky made by ``render``
+    straight into the rows it covers ((rows, width, 3) float32 in [0, 1]): no second full-size sky."""
+    placement.validate()
+    out = np.empty((height, width, 3), np.float32)
+    rows = sky_region_height(height, sky_bottom)
+    render(out[:rows])
+    _adjust_sky(out[:rows], placement)
+    return _repeat_last_row(out, rows)
+
+
+def _repeat_last_row(sky: np.ndarray, rows: int) -> np.ndarray:
+    """Below the sky image's bottom edge (row ``rows``), its last row repeated (hidden by the matte)."""
+    if rows < sky.shape[0]:
+        sky[rows:] = sky[rows - 1]
+    return sky
 
 
 def _adjust_sky(sky: np.ndarray, placement: SkyPlacement) -> np.ndarray:
@@ -176,39 +200,54 @@ def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options
     lit = np.empty((h, w, 3), photo.dtype) if foreground else None
     scale = (gain / np.float32(unit_scale(photo.dtype))).astype(np.float32)
     rows = max(1, min(STRIP_ROWS, 1_000_000 // max(w, 1)))  # strips keep the float temporaries small (and in cache)
-    halo = _halo_bands(matte, options.halo_width * max(h, w), rows) if options.halo > 0 else None
-    sky_mean = _weighted_mean(new_sky, matte) if halo is not None else None
+    strips = [slice(y0, min(h, y0 + rows)) for y0 in range(0, h, rows)]
+    if options.halo > 0:  # the halo is made band by band, in order: one thread
+        sky_mean = _weighted_mean(new_sky, matte)
+        for sl, (_, band) in zip(strips, _halo_bands(matte, options.halo_width * max(h, w), rows), strict=True):
+            _mix_strip(sl, photo, matte, new_sky, scale, out, lit, halo=(band[:, :, None] * options.halo, sky_mean))
+        return out, lit
     # Without a halo, a strip that is all foreground is only recoloured (by a table, for 8-bit photos)
-    # and one that is all sky is only the new sky: most strips skip the float mix.
-    table = _recolour_table(scale) if photo.dtype == np.uint8 and halo is None else None
-    for y0 in range(0, h, rows):
-        sl = slice(y0, min(h, y0 + rows))
-        low, high = (float(matte[sl].min()), float(matte[sl].max())) if halo is None else (0.0, 1.0)
-        if low == 1.0 and lit is None:
-            from_unit(new_sky[sl], photo.dtype, out=out[sl])
-            continue
-        if high == 0.0 and table is not None:
-            out[sl] = np.asarray(Image.fromarray(photo[sl]).point(table))
-            if lit is not None:
-                lit[sl] = out[sl]
-            continue
-        fg = scale_channels(photo[sl].astype(np.float32), scale)
-        if halo is not None:
-            _, band = next(halo)  # same rows as this strip
-            b = band[:, :, None] * options.halo
-            fg = fg * (1 - b) + (1 - (1 - fg) * (1 - sky_mean)) * b  # screen toward the sky colour
-        np.clip(fg, 0, 1, out=fg)
-        if lit is not None:
-            from_unit(fg, photo.dtype, out=lit[sl])
-        if high == 0.0:
-            from_unit(fg, photo.dtype, out=out[sl])
-            continue
-        mixed = np.subtract(new_sky[sl], fg)  # fg + (sky - fg) * m: one temporary instead of three
-        for c in range(3):  # a channel at a time: faster than broadcasting the matte over (..., 3)
-            mixed[..., c] *= matte[sl]
-        mixed += fg
-        from_unit(mixed, photo.dtype, out=out[sl])
+    # and one that is all sky is only the new sky: most strips skip the float mix. The strips are
+    # independent and numpy and Pillow use one core each: every other strip goes to a helper thread.
+    table = _recolour_table(scale) if photo.dtype == np.uint8 else None
+
+    def mix(part: list[slice]) -> None:
+        for sl in part:
+            _mix_strip(sl, photo, matte, new_sky, scale, out, lit, table=table)
+
+    run_beside(lambda: mix(strips[1::2]), lambda: mix(strips[0::2]))
     return out, lit
+
+
+def _mix_strip(sl: slice, photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, scale: np.ndarray,
+               out: np.ndarray, lit: np.ndarray | None, table: list[int] | None = None,
+               halo: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Rows ``sl`` of the composite (and of the harmonised foreground ``lit``, when asked for).
+    ``halo``: (band strength (rows, W, 1), sky colour) for a strip with a halo."""
+    low, high = (float(matte[sl].min()), float(matte[sl].max())) if halo is None else (0.0, 1.0)
+    if low == 1.0 and lit is None:
+        from_unit(new_sky[sl], photo.dtype, out=out[sl])
+        return
+    if high == 0.0 and table is not None:
+        out[sl] = np.asarray(Image.fromarray(photo[sl]).point(table))
+        if lit is not None:
+            lit[sl] = out[sl]
+        return
+    fg = scale_channels(photo[sl].astype(np.float32), scale)
+    if halo is not None:
+        b, sky_mean = halo
+        fg = fg * (1 - b) + (1 - (1 - fg) * (1 - sky_mean)) * b  # screen toward the sky colour
+    np.clip(fg, 0, 1, out=fg)
+    if lit is not None:
+        from_unit(fg, photo.dtype, out=lit[sl])
+    if high == 0.0:
+        from_unit(fg, photo.dtype, out=out[sl])
+        return
+    mixed = np.subtract(new_sky[sl], fg)  # fg + (sky - fg) * m: one temporary instead of three
+    for c in range(3):  # a channel at a time: faster than broadcasting the matte over (..., 3)
+        mixed[..., c] *= matte[sl]
+    mixed += fg
+    from_unit(mixed, photo.dtype, out=out[sl])
 
 
 STRIP_ROWS = 64  # rows of a compositing strip: small enough that most are all sky or all foreground

@@ -44,8 +44,11 @@ def fbm(h: int, w: int, rng: np.random.Generator, base_cells: int = 3, stretch: 
             break
         lattice = torch.from_numpy(octave_rng.random((cells_y + 1, cells_x + 1), dtype=np.float32))[None, None]
         rh, rw = min(h, cells_y * PX_PER_CELL + 1), min(w, cells_x * PX_PER_CELL + 1)
-        layer = _resize(lattice, rh, rw, "bicubic")
-        total = layer * amp if total is None else _resize(total, rh, rw, "bilinear").add_(layer, alpha=amp)
+        if total is None:
+            total = _resize(lattice, rh, rw, "bicubic").mul_(amp)
+        else:  # the coarser sum resized before this octave is: never three planes of this size at once
+            total = _resize(total, rh, rw, "bilinear")
+            total.add_(_resize(lattice, rh, rw, "bicubic"), alpha=amp)
         norm += amp
         amp *= gain
     assert total is not None

@@ -12,6 +12,7 @@ length 3, and no sky is ever held as three full planes besides the result.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,10 +65,11 @@ def _gradient(h: int, stops: Stops) -> Plane:
     return lambda c: column[c]
 
 
-def _glowing(base: Plane, glow: torch.Tensor, rgb: Rgb) -> Plane:
-    """``base`` + ``glow`` (1, h, w) tinted ``rgb``, one channel at a time (never three full planes)."""
+def _glowing(base: Plane, glow: torch.Tensor, rgb: Rgb, out: torch.Tensor) -> Plane:
+    """``base`` + ``glow`` (1, h, w) tinted ``rgb``, one channel at a time, written into that channel
+    of ``out`` (3, h, w) (the sky being rendered, read back in place: no plane of its own)."""
     tint = _colour(rgb)
-    return lambda c: (glow[0] * tint[c]).add_(base(c))
+    return lambda c: torch.mul(glow[0], tint[c], out=out[c]).add_(base(c))
 
 
 def _shadow(density: torch.Tensor, h: int, offset: float) -> torch.Tensor:
@@ -145,15 +147,28 @@ def _sun_glow(h: int, w: int, centre: tuple[float, float], falloff: float) -> to
     return torch.sqrt(du + dv).mul_(-falloff).exp_()
 
 
+def _around(h: int, w: int, centre: tuple[float, float], radius: float) -> tuple[slice, slice]:
+    """Rows and columns holding every pixel within ``radius`` (in units of the sky's height, as in
+    ``_sun_glow``) of ``centre`` (u, v), with a margin of two pixels."""
+    cy, cx = centre[1] * (h - 1), centre[0] * (w - 1)
+    ry, rx = radius * (h - 1) + 2, radius * h * (w - 1) / w + 2
+    rows = slice(max(0, math.floor(cy - ry)), min(h, math.ceil(cy + ry) + 1))
+    return rows, slice(max(0, math.floor(cx - rx)), min(w, math.ceil(cx + rx) + 1))
+
+
 def _sunset(rng: np.random.Generator, out: torch.Tensor) -> None:
     h, w = _size(out)
     sky = _gradient(h, [(0.0, (0.18, 0.16, 0.38)), (0.45, (0.65, 0.30, 0.40)), (0.8, (0.98, 0.50, 0.22)),
                         (1.0, (1.0, 0.78, 0.40))])
-    glow = _sun_glow(h, w, (0.62, 0.93), 6.0)
+    centre, disc_edge, disc_core = (0.62, 0.93), 0.035, 0.02
+    glow = _sun_glow(h, w, centre, 6.0)
     clouds = CloudLayer(0.4, 0.18, lit=(1.0, 0.55, 0.30), shade=(0.35, 0.18, 0.30), opacity=0.88)
-    clouds.over(_glowing(sky, glow, (0.45, 0.30, 0.10)), rng, out)
-    sun = smoothstep(0.035, 0.02, glow.log_().neg_().div_(6.0))  # distance back from the glow
-    torch.lerp(out, _colour((1.0, 0.95, 0.80)), sun, out=out)
+    clouds.over(_glowing(sky, glow, (0.45, 0.30, 0.10), out), rng, out)
+    # The sun's disc: only the pixels near it (the weight is exactly 0 beyond ``disc_edge``).
+    rows, cols = _around(h, w, centre, disc_edge)
+    sun = smoothstep(disc_edge, disc_core, glow[:, rows, cols].log().neg_().div_(6.0))  # distance back from the glow
+    near = out[:, rows, cols]
+    torch.lerp(near, _colour((1.0, 0.95, 0.80)), sun, out=near)
 
 
 def _dramatic(rng: np.random.Generator, out: torch.Tensor) -> None:
@@ -184,7 +199,7 @@ def _misty_dawn(rng: np.random.Generator, out: torch.Tensor) -> None:
                         (1.0, (0.99, 0.90, 0.80))])
     stratus = CloudLayer(0.5, 0.5, lit=(1.0, 0.93, 0.88), shade=(0.70, 0.68, 0.76), opacity=0.65, base_cells=2,
                          stretch=7.0, gain=0.5, low_bias=0.3)
-    stratus.over(_glowing(sky, _sun_glow(h, w, (0.35, 1.0), 3.0), (0.10, 0.07, 0.03)), rng, out)
+    stratus.over(_glowing(sky, _sun_glow(h, w, (0.35, 1.0), 3.0), (0.10, 0.07, 0.03), out), rng, out)
 
 
 def _blue_hour(rng: np.random.Generator, out: torch.Tensor) -> None:
@@ -221,7 +236,7 @@ def _night(rng: np.random.Generator, out: torch.Tensor) -> None:
     band_shape = torch.exp(-(((_rows(h) - 0.15 - 0.5 * _cols(w)) / 0.18) ** 2))
     band = band_shape * fbm(h, w, rng, base_cells=4, gain=0.6)[None]
     stars, star_tint = _stars(h, w, rng, count=1400, top_weight=1.3), _colour((0.95, 0.95, 1.0))
-    with_band = _glowing(sky, band, (0.10, 0.10, 0.14))
+    with_band = _glowing(sky, band, (0.10, 0.10, 0.14), out)
     for c in range(3):
         torch.add(with_band(c), stars[0] * star_tint[c], out=out[c])
 
@@ -247,17 +262,21 @@ def render_preset(name: str, width: int, height: int, seed: int = 0) -> np.ndarr
     return to_u8(render_preset_float(name, width, height, seed))
 
 
-def render_preset_float(name: str, width: int, height: int, seed: int = 0) -> np.ndarray:
+def render_preset_float(name: str, width: int, height: int, seed: int = 0, out: np.ndarray | None = None) -> np.ndarray:
     """(height, width, 3) float32 sRGB sky in [0, 1], rendered at that size (up to 200 MP): crisp at
-    100 %, and free of 8-bit banding for 16-bit photos."""
+    100 %, and free of 8-bit banding for 16-bit photos. ``out``: a C-contiguous array of that shape
+    and dtype to render into (the placed sky's own rows), returned."""
     if name not in PRESETS:
         raise ValueError(f"unknown sky preset {name!r}; choose one of {', '.join(PRESETS)}")
     if not (1 <= width <= 30000 and 1 <= height <= 30000):
         raise ValueError(f"sky size must be between 1 and 30000 px per side, got {width}x{height}")
+    if out is None:
+        out = np.empty((height, width, 3), np.float32)
+    elif out.shape != (height, width, 3) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"a sky is rendered into a C-contiguous ({height}, {width}, 3) float32 array")
     scale = min(1.0, (MAX_RENDER_PIXELS / (width * height)) ** 0.5)
     rw, rh = max(8, round(width * scale)), max(8, round(height * scale))
     rng = np.random.default_rng([seed, sum(map(ord, name))])
-    out = np.empty((height, width, 3), np.float32)
     planes = torch.from_numpy(out).permute(2, 0, 1)  # a channel-first view: the renders fill the result itself
     with torch.inference_mode():
         if (rh, rw) == (height, width):

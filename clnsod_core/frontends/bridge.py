@@ -246,8 +246,8 @@ def load_job(job_dir: Path, with_digest: bool = False) -> LoadedJob:
     return LoadedJob(request, decode_pixels(raw, request), read_profile(job_dir, request), digest)
 
 
-REPLACE_STAGES = {"computing the sky matte": 0.2, "placing the new sky": 0.55, "blending the foreground": 0.65,
-                  "adding reflections and haze": 0.72}  # progress reported when each stage starts
+REPLACE_STAGES = {"computing the sky matte": 0.2, "placing the new sky": 0.55,
+                  "blending the foreground": 0.65}  # progress reported when each stage starts
 
 
 def write_results(job_dir: Path, pixel_format: str, result: Any, report: Callable[..., None] = emit) -> dict[str, Any]:

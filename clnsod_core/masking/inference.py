@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from clnsod_core.arrays import as_u8
 from clnsod_core.imaging.colour import ColourSpace, to_srgb_u8
@@ -52,7 +53,7 @@ class SkyMasker:
     def input_size(self) -> int:
         return self.model.config.input_size
 
-    def predict_working_size(self, images: Sequence[np.ndarray],
+    def predict_working_size(self, images: Sequence[np.ndarray | Image.Image],
                              spaces: Sequence[ColourSpace | None] | None = None) -> torch.Tensor:
         """(B, S, S) float32 sky probabilities at the network's working size; ``spaces`` are the
         photos' colour spaces (None = sRGB): the network sees every photo in sRGB."""
@@ -75,15 +76,15 @@ class SkyMasker:
         return image, self.predict_batch([image], [ColourSpace(meta.icc_profile)])[0]
 
 
-def network_input(image: np.ndarray, size: int, space: ColourSpace | None = None) -> np.ndarray:
-    """What the network sees of a photo: (size, size, 3) uint8 sRGB (resized first: converting
-    colours at the working size costs nothing)."""
-    small = resize_rgb(as_u8(image), size)
+def network_input(image: np.ndarray | Image.Image, size: int, space: ColourSpace | None = None) -> np.ndarray:
+    """What the network sees of a photo (an array of any depth, or its 8-bit Pillow image): (size,
+    size, 3) uint8 sRGB (resized first: converting colours at the working size costs nothing)."""
+    small = resize_rgb(image if isinstance(image, Image.Image) else as_u8(image), size)
     return small if space is None else to_srgb_u8(small, space)
 
 
 @torch.inference_mode()
-def predict_working_size(model: CLNSOD, images: Sequence[np.ndarray], device: torch.device,
+def predict_working_size(model: CLNSOD, images: Sequence[np.ndarray | Image.Image], device: torch.device,
                          spaces: Sequence[ColourSpace | None] | None = None) -> torch.Tensor:
     """(B, S, S) float32 sky probabilities at the network's working size (also used by validation)."""
     spaces = spaces if spaces is not None else [None] * len(images)

@@ -146,21 +146,22 @@ def refine_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: Ma
     return sky_matte(image, prob, options)[0]
 
 
-def sky_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray,
-              options: MatteOptions = MatteOptions()) -> tuple[np.ndarray, bool]:
+def sky_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions(),
+              guide: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """(matte, sky found): the one place the "no sky" rule is applied; without sky the matte is
-    all zero and the full-resolution stages are skipped."""
-    model = sky_matte_model(image, prob, options)
+    all zero and the full-resolution stages are skipped. ``guide``: ``matte_guide(image, options)``
+    when already made (it can be made while the network runs)."""
+    model = sky_matte_model(image, prob, options, guide)
     if model is None:
         return np.zeros(image.shape[:2], np.float32), False
     return model.apply(image), True
 
 
-def sky_matte_model(image: np.ndarray, prob: torch.Tensor | np.ndarray,
-                    options: MatteOptions = MatteOptions()) -> MatteModel | None:
+def sky_matte_model(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions(),
+                    guide: np.ndarray | None = None) -> MatteModel | None:
     """``sky_matte`` before its full-resolution pass; None when ``prob`` shows no sky."""
     options.validate()
-    return edge_aware_model(image, prob, options) if has_sky(prob) else None
+    return edge_aware_model(image, prob, options, guide) if has_sky(prob) else None
 
 
 @dataclass(frozen=True)
@@ -188,24 +189,38 @@ def edge_aware_matte(image: np.ndarray, prob: torch.Tensor | np.ndarray, options
     return edge_aware_model(image, prob, options).apply(image)
 
 
-def edge_aware_model(image: np.ndarray, prob: torch.Tensor | np.ndarray,
-                     options: MatteOptions = MatteOptions()) -> MatteModel:
-    """The colour model and the confidence-weighted guided filter at the guide's size."""
-    options.validate()
-    image = as_u8(image)  # 8 bits are plenty to guide the matte; the matte itself stays float
-    h, w = image.shape[:2]
-    prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
+def matte_guide(image: np.ndarray | Image.Image, options: MatteOptions = MatteOptions()) -> np.ndarray:
+    """The photo (an array of any depth, or its 8-bit Pillow image) reduced to ``options.guide_side``
+    (box filter, 8-bit): what the colour model and the guided filter read. 8 bits are plenty to
+    guide the matte; the matte itself stays float."""
+    if isinstance(image, np.ndarray):
+        image = as_u8(image)
+    w, h = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
     scale = min(1.0, options.guide_side / max(h, w))
-    gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = np.asarray(Image.fromarray(image).resize((gw, gh), Image.Resampling.BOX)) if scale < 1 else image
-    guide = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
+    if scale >= 1:
+        return np.asarray(image)
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    return np.asarray(pil.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX))
+
+
+def edge_aware_model(image: np.ndarray, prob: torch.Tensor | np.ndarray, options: MatteOptions = MatteOptions(),
+                     guide: np.ndarray | None = None) -> MatteModel:
+    """The colour model and the confidence-weighted guided filter at the guide's size (``guide``:
+    ``matte_guide(image, options)``, made here when not given)."""
+    options.validate()
+    small = matte_guide(image, options) if guide is None else guide
+    h, w = image.shape[:2]
+    scale = min(1.0, options.guide_side / max(h, w))
+    gh, gw = small.shape[:2]
+    prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
+    colours = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
     p = F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False)
     p = _shift_edge(p, options.edge_shift * scale)
     if options.colour_zone > 0:
-        p = colour_refine(guide, p, max(1, round(options.colour_zone * max(gh, gw))))
+        p = colour_refine(colours, p, max(1, round(options.colour_zone * max(gh, gw))))
     weight = (2 * p - 1).square() + options.confidence_floor
     radius = max(1, round(options.radius * max(gh, gw)))
-    a, b = _unsure_zone_coefficients(guide, p, weight, radius, options.eps)
+    a, b = _unsure_zone_coefficients(colours, p, weight, radius, options.eps)
     coefficients = torch.cat([a, b], dim=1)[0]  # (4, gh, gw): A for R, G, B, then b
     coefficients[:3] /= 255.0  # scaled once here instead of at every pixel of the photo
     return MatteModel(coefficients, options.edge_fade)

@@ -7,11 +7,16 @@ import torch
 from PIL import Image
 
 
-def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8, antialiased bilinear (aspect is not kept)."""
-    if image.shape[:2] == (size, size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+def resize_rgb(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 (or that photo as an RGB Pillow image, when one is at hand) -> (size, size, 3)
+    uint8, antialiased bilinear (aspect is not kept)."""
+    if isinstance(image, np.ndarray):
+        if image.shape[:2] == (size, size):
+            return image
+        image = Image.fromarray(image)
+    if image.size == (size, size):
+        return np.asarray(image)
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
 
 
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
