@@ -28,7 +28,8 @@ from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
 Rgb = tuple[float, float, float]
 Stops = Sequence[tuple[float, Rgb]]
 MAX_RENDER_PIXELS = 200_000_000  # larger skies are rendered at this many pixels and upscaled
-Plane = Callable[[int], torch.Tensor]  # channel -> that channel's plane (h, w), or one that broadcasts to it
+Plane = Callable[[int, slice], torch.Tensor]  # (channel, rows) -> those rows of that channel's plane, or a column
+BAND_PIXELS = 524_288  # pixels per band of rows in the mixing passes: no full-size temporaries, few passes
 Render = Callable[[np.random.Generator, torch.Tensor], None]  # fills out (3, h, w) float32
 
 
@@ -62,23 +63,24 @@ def _size(out: torch.Tensor) -> tuple[int, int]:
 def _gradient(h: int, stops: Stops) -> Plane:
     """A vertical gradient: each channel is one column (h, 1) that broadcasts over the width."""
     column = _ramp(_rows(h), stops)  # (3, h, 1)
-    return lambda c: column[c]
+    return lambda c, rows: column[c, rows]
 
 
-def _glowing(base: Plane, glow: torch.Tensor, rgb: Rgb, out: torch.Tensor) -> Plane:
-    """``base`` + ``glow`` (1, h, w) tinted ``rgb``, one channel at a time, written into that channel
-    of ``out`` (3, h, w) (the sky being rendered, read back in place: no plane of its own)."""
+def _glowing(base: Plane, glow: Callable[[slice], torch.Tensor], rgb: Rgb, out: torch.Tensor) -> Plane:
+    """``base`` + ``glow(rows)`` ((rows, w)) tinted ``rgb``, one channel at a time, written into that
+    channel of ``out`` (3, h, w) (the sky being rendered, read back in place: no plane of its own).
+    The glow of a band of rows is made once for its three channels, and never for the whole sky."""
     tint = _colour(rgb)
-    return lambda c: torch.mul(glow[0], tint[c], out=out[c]).add_(base(c))
+    band: dict[tuple[int, int], torch.Tensor] = {}
 
+    def plane(c: int, rows: slice) -> torch.Tensor:
+        key = (rows.start, rows.stop)
+        if key not in band:
+            band.clear()
+            band[key] = glow(rows)
+        return torch.mul(band[key], tint[c], out=out[c, rows]).add_(base(c, rows))
 
-def _shadow(density: torch.Tensor, h: int, offset: float) -> torch.Tensor:
-    """How much cloud lies ``offset`` (fraction of the height) above each pixel: light comes from
-    above, so cloud bases are shaded and tops lit."""
-    shift = max(1, round(offset * h))
-    if shift >= h:
-        return torch.zeros_like(density)
-    return torch.cat([density[:1].expand(shift, -1), density[:-shift]], dim=0)
+    return plane
 
 
 @dataclass(frozen=True)
@@ -98,19 +100,38 @@ class CloudLayer:
 
     def over(self, sky: Plane, rng: np.random.Generator, out: torch.Tensor) -> None:
         """Writes ``sky`` with these clouds into ``out`` (3, h, w), one channel at a time: ``out`` may be
-        a channel-first view of the final (h, w, 3) array, and may be what ``sky`` reads from."""
+        a channel-first view of the final (h, w, 3) array, and may be what ``sky`` reads from. After the
+        two noise fields, everything is computed a band of rows at a time (small temporaries)."""
         h, w = _size(out)
         noise = fbm(h, w, rng, base_cells=self.base_cells, stretch=self.stretch, gain=self.gain)
-        if self.low_bias:
-            noise = noise.mul_(1 - self.low_bias + self.low_bias * _rows(h)[0])
-        density = smoothstep(1 - self.cover, 1 - self.cover + self.softness, noise)
-        del noise
         light = fbm(h, w, rng, base_cells=self.base_cells * 2, stretch=self.stretch, gain=self.gain)
-        if self.shadow:
-            light = light.mul_(0.5).add_(_shadow(density, h, self.shadow).neg_().add_(1).mul_(0.5))  # + 0.5 (1 - shadow)
-        shade, lit, weight = _colour(self.shade), _colour(self.lit), density.mul_(self.opacity)
-        for c in range(3):
-            torch.lerp(sky(c), torch.lerp(shade[c], lit[c], light), weight, out=out[c])
+        bias = 1 - self.low_bias + self.low_bias * _rows(h)[0] if self.low_bias else None  # (h, 1)
+        shade, lit = _colour(self.shade), _colour(self.lit)
+
+        def density(rows: slice) -> torch.Tensor:
+            """The cloud cover of these rows (clouds gather towards the horizon with ``low_bias``)."""
+            cover = noise[rows] if bias is None else noise[rows] * bias[rows]
+            return smoothstep(1 - self.cover, 1 - self.cover + self.softness, cover)
+
+        band_rows = max(1, BAND_PIXELS // max(w, 1))
+        for y0 in range(0, h, band_rows):
+            rows = slice(y0, min(h, y0 + band_rows))
+            weight, shading = density(rows), light[rows]
+            if self.shadow:
+                shading = shading.mul(0.5).add_(self._shadow(density, rows, h).neg_().add_(1).mul_(0.5))
+            weight.mul_(self.opacity)
+            for c in range(3):
+                torch.lerp(sky(c, rows), torch.lerp(shade[c], lit[c], shading), weight, out=out[c, rows])
+
+    def _shadow(self, density: Callable[[slice], torch.Tensor], rows: slice, h: int) -> torch.Tensor:
+        """How much cloud lies ``shadow`` (fraction of the height) above each pixel of ``rows``: light
+        comes from above, so cloud bases are shaded and tops lit (the top rows see the first row's)."""
+        shift = max(1, round(self.shadow * h))
+        if shift >= h:
+            return torch.zeros((rows.stop - rows.start, 1))
+        source = (torch.arange(rows.start, rows.stop) - shift).clamp_(min=0)
+        first, last = int(source[0]), int(source[-1])
+        return density(slice(first, last + 1)).index_select(0, source - first)
 
 
 def _clear_blue(rng: np.random.Generator, out: torch.Tensor) -> None:
@@ -139,12 +160,13 @@ def _golden_hour(rng: np.random.Generator, out: torch.Tensor) -> None:
     clouds.over(sky, rng, out)
 
 
-def _sun_glow(h: int, w: int, centre: tuple[float, float], falloff: float) -> torch.Tensor:
-    """exp(-distance * falloff) around ``centre`` (u, v), distances in units of the sky's height."""
+def _sun_glow(h: int, w: int, centre: tuple[float, float], falloff: float) -> Callable[[slice], torch.Tensor]:
+    """Rows -> exp(-distance * falloff) around ``centre`` (u, v) for those rows ((rows, w)), distances
+    in units of the sky's height."""
     aspect = w / max(h, 1)
-    du = ((_cols(w) - centre[0]) * aspect) ** 2
-    dv = (_rows(h) - centre[1]) ** 2
-    return torch.sqrt(du + dv).mul_(-falloff).exp_()
+    du = ((_cols(w)[0] - centre[0]) * aspect) ** 2
+    dv = (_rows(h)[0] - centre[1]) ** 2
+    return lambda rows: torch.sqrt(du + dv[rows]).mul_(-falloff).exp_()
 
 
 def _around(h: int, w: int, centre: tuple[float, float], radius: float) -> tuple[slice, slice]:
@@ -166,7 +188,7 @@ def _sunset(rng: np.random.Generator, out: torch.Tensor) -> None:
     clouds.over(_glowing(sky, glow, (0.45, 0.30, 0.10), out), rng, out)
     # The sun's disc: only the pixels near it (the weight is exactly 0 beyond ``disc_edge``).
     rows, cols = _around(h, w, centre, disc_edge)
-    sun = smoothstep(disc_edge, disc_core, glow[:, rows, cols].log().neg_().div_(6.0))  # distance back from the glow
+    sun = smoothstep(disc_edge, disc_core, glow(rows)[None, :, cols].log().neg_().div_(6.0))  # distance back from the glow
     near = out[:, rows, cols]
     torch.lerp(near, _colour((1.0, 0.95, 0.80)), sun, out=near)
 
@@ -184,7 +206,7 @@ def _stormy(rng: np.random.Generator, out: torch.Tensor) -> None:
     shelf.over(sky, rng, out)
     scud = CloudLayer(0.35, 0.25, lit=(0.52, 0.54, 0.55), shade=(0.20, 0.21, 0.23), opacity=0.7, base_cells=6,
                       stretch=4.0, gain=0.62, low_bias=0.6)
-    scud.over(out.__getitem__, rng, out)
+    scud.over(lambda c, rows: out[c, rows], rng, out)
 
 
 def _overcast(rng: np.random.Generator, out: torch.Tensor) -> None:
@@ -236,9 +258,10 @@ def _night(rng: np.random.Generator, out: torch.Tensor) -> None:
     band_shape = torch.exp(-(((_rows(h) - 0.15 - 0.5 * _cols(w)) / 0.18) ** 2))
     band = band_shape * fbm(h, w, rng, base_cells=4, gain=0.6)[None]
     stars, star_tint = _stars(h, w, rng, count=1400, top_weight=1.3), _colour((0.95, 0.95, 1.0))
-    with_band = _glowing(sky, band, (0.10, 0.10, 0.14), out)
+    with_band = _glowing(sky, lambda rows: band[0, rows], (0.10, 0.10, 0.14), out)
+    everything = slice(None)
     for c in range(3):
-        torch.add(with_band(c), stars[0] * star_tint[c], out=out[c])
+        torch.add(with_band(c, everything), stars[0] * star_tint[c], out=out[c])
 
 
 @dataclass(frozen=True)
