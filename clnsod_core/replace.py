@@ -218,10 +218,11 @@ def preset_sky(name: str, width: int, region_height: int, seed: int) -> np.ndarr
     return render_preset_float(name, max(8, round(width * scale)), max(8, round(region_height * scale)), seed)
 
 
-def _render_into(rows: np.ndarray, name: str, seed: int, space: ColourSpace) -> None:
-    """Preset ``name`` rendered into ``rows`` ((h, w, 3) float32) in the photo's colour space."""
-    h, w = rows.shape[:2]
-    render_preset_float(name, w, h, seed, out=rows)
+def _render_into(allocate: Callable[[], np.ndarray], name: str, width: int, height: int, seed: int,
+                 space: ColourSpace) -> None:
+    """Preset ``name`` rendered into the rows ``allocate`` makes ((height, width, 3) float32) in the
+    photo's colour space."""
+    rows = render_preset_float(name, width, height, seed, out=allocate)
     converted = convert(rows, SRGB, space)  # the array itself for an sRGB photo
     if converted is not rows:
         rows[...] = converted
@@ -339,7 +340,8 @@ class SkyReplacer:
                 # Rendered straight into the placed sky: no second full-size sky in memory (kept apart
                 # only for an editor, whose placement sliders move the same rendered sky).
                 placed = cache.get("placement", placement_key, lambda: place_rendered_sky(
-                    lambda rows: _render_into(rows, sky, options.seed, space), h, w, bottom, options.placement))
+                    lambda allocate: _render_into(allocate, sky, w, region, options.seed, space), h, w, bottom,
+                    options.placement))
                 return placed, placement_key
             sky_pixels = cache.get("sky", sky_key,
                                    lambda: convert(preset_sky(sky, w, region, options.seed), SRGB, space))

@@ -2,8 +2,9 @@
 the guided filter on the unsure zone only, the matte's last pass on unsettled tiles only, compositing
 strips that are all sky or all foreground (on two threads), per-channel factors applied row by row,
 the video stabiliser on the rows with sky, decoding ahead on a thread, a preset rendered straight
-into the placed sky, the sun's disc computed near the sun only, and the network's and the matte's
-reductions of the photo made side by side from one Pillow copy. Each is checked against the plain
+into the placed sky (allocated when the renderer first writes), the sun's disc computed near the sun
+only, the network's and the matte's reductions of the photo made side by side from one Pillow copy,
+and the overlays' small copy reduced a band at a time. Each is checked against the plain
 computation written out here, on real photos where a photo matters."""
 
 from __future__ import annotations
@@ -275,3 +276,33 @@ def test_run_beside_runs_both_at_once_and_raises_either_error() -> None:
     assert finished == ["side"]  # the helper finished before the error came back
     with pytest.raises(KeyError):
         run_beside(lambda: {}["missing"], lambda: "main")
+
+
+def test_a_preset_renders_into_an_array_made_when_first_written() -> None:
+    plain = skies.render_preset_float("stormy", 300, 120, 5)
+    made: list[np.ndarray] = []
+
+    def allocate() -> np.ndarray:
+        made.append(np.full((120, 300, 3), np.nan, np.float32))
+        return made[-1]
+
+    rendered = skies.render_preset_float("stormy", 300, 120, 5, out=allocate)
+    assert len(made) == 1 and rendered is made[0] and np.array_equal(rendered, plain)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        skies.render_preset_float("stormy", 300, 120, 5, out=np.empty((120, 301, 3), np.float32))
+
+
+def test_small_copy_reduced_in_bands_equals_one_reduction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clnsod_core.compositing import fields
+
+    image = photo("plasma_BytheWater.jpg", (2000, 1333))  # 1333 rows: the last box row is dropped
+    matte = np.zeros(image.shape[:2], np.float32)
+    matte[:600] = 1
+    banded = fields.small_copy(image, matte)
+    monkeypatch.setattr(fields, "REDUCE_BAND_PIXELS", 10**12)
+    whole = fields.small_copy(image, matte)
+    factor = round(1 / whole[2])
+    assert factor > 1 and fields.REDUCE_BAND_PIXELS // (2000 * factor) > 1333 // factor  # really one band
+    assert torch.equal(banded[0], whole[0]) and torch.equal(banded[1], whole[1]) and banded[2] == whole[2]
+    reduced = np.asarray(Image.fromarray(image[: 1333 // factor * factor, : 2000 // factor * factor]).reduce(factor))
+    assert torch.equal(banded[0], torch.from_numpy(reduced.astype(np.float32) / 255).permute(2, 0, 1))

@@ -120,16 +120,23 @@ def lands_pixel_for_pixel(placement: SkyPlacement) -> bool:
     return placement.scale == 1 and placement.shift_y >= 0 and not placement.flip
 
 
-def place_rendered_sky(render: Callable[[np.ndarray], None], height: int, width: int, sky_bottom: int,
-                       placement: SkyPlacement) -> np.ndarray:
-    """What ``place_sky`` gives for a sky that ``lands_pixel_for_pixel``, with the sky made by ``render``
-    straight into the rows it covers ((rows, width, 3) float32 in [0, 1]): no second full-size sky."""
+def place_rendered_sky(render: Callable[[Callable[[], np.ndarray]], None], height: int, width: int,
+                       sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
+    """What ``place_sky`` gives for a sky that ``lands_pixel_for_pixel``, made by ``render`` straight
+    into the rows it covers: ``render`` gets a function that allocates the placed sky and returns those
+    rows ((rows, width, 3) float32), to call when it first writes (after its own temporaries are made,
+    so that they and the full-size placed sky are not all held at once)."""
     placement.validate()
-    out = np.empty((height, width, 3), np.float32)
     rows = sky_region_height(height, sky_bottom)
-    render(out[:rows])
-    _adjust_sky(out[:rows], placement)
-    return _repeat_last_row(out, rows)
+    placed: list[np.ndarray] = []
+
+    def allocate() -> np.ndarray:
+        placed.append(np.empty((height, width, 3), np.float32))
+        return placed[0][:rows]
+
+    render(allocate)
+    _adjust_sky(placed[0][:rows], placement)
+    return _repeat_last_row(placed[0], rows)
 
 
 def _repeat_last_row(sky: np.ndarray, rows: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from clnsod_core.compositing.compose import LUMA
 from clnsod_core.masking.matte import readonly_view
 
 DETECT_SIDE = 640  # overlays find water, sky lines and contrast on a copy this large
+REDUCE_BAND_PIXELS = 2_000_000  # photo pixels per band of ``small_copy``'s reduction
 
 
 def smoothstep(e0: float, e1: float, x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +70,12 @@ def small_copy(photo: np.ndarray, matte: np.ndarray) -> SmallCopy:
     h, w = matte.shape
     factor = max(1, min(-(-max(h, w) // DETECT_SIDE), h, w))  # a 20000x3 strip keeps at least one row
     hk, wk = h // factor * factor, w // factor * factor
-    # Pillow's box reduce works on the 8-bit photo as is: a float copy of a 50 MP photo is 600 MB.
-    small = np.asarray(Image.fromarray(np.ascontiguousarray(photo[:hk, :wk])).reduce(factor))
+    # Pillow's box reduce works on the 8-bit photo as is (a float copy of a 50 MP photo is 600 MB), a
+    # band of whole boxes at a time: each box is averaged on its own, so the bands give the same
+    # pixels as one reduce, and Pillow's copy of the photo is a band's, not the whole photo's.
+    band = factor * max(1, REDUCE_BAND_PIXELS // (wk * factor))
+    small = np.concatenate([np.asarray(Image.fromarray(np.ascontiguousarray(photo[y : min(hk, y + band), :wk]))
+                                       .reduce(factor)) for y in range(0, hk, band)])
     img = torch.from_numpy(small.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
     m = F.avg_pool2d(readonly_view(matte[:hk, :wk])[None, None].float(), factor)[0, 0]
     return img, m, 1 / factor

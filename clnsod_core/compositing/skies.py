@@ -30,7 +30,29 @@ Stops = Sequence[tuple[float, Rgb]]
 MAX_RENDER_PIXELS = 200_000_000  # larger skies are rendered at this many pixels and upscaled
 Plane = Callable[[int, slice], torch.Tensor]  # (channel, rows) -> those rows of that channel's plane, or a column
 BAND_PIXELS = 524_288  # pixels per band of rows in the mixing passes: no full-size temporaries, few passes
-Render = Callable[[np.random.Generator, torch.Tensor], None]  # fills out (3, h, w) float32
+
+
+class Canvas:
+    """The (3, h, w) float32 sky a renderer fills: its shape, and its planes, made when first indexed.
+    Renderers compute their noise fields first, so the fields and the finished sky are never all held
+    at once (the planes are often the placed sky's own rows, a full-size array)."""
+
+    def __init__(self, h: int, w: int, make: Callable[[], torch.Tensor]) -> None:
+        self.shape = (3, h, w)
+        self._make = make
+        self._planes: torch.Tensor | None = None
+
+    @property
+    def planes(self) -> torch.Tensor:
+        if self._planes is None:
+            self._planes = self._make()
+        return self._planes
+
+    def __getitem__(self, index: object) -> torch.Tensor:
+        return self.planes[index]
+
+
+Render = Callable[[np.random.Generator, Canvas], None]  # fills the canvas, values in [0, 1]
 
 
 def _colour(rgb: Rgb) -> torch.Tensor:
@@ -56,7 +78,7 @@ def _cols(w: int) -> torch.Tensor:
     return torch.linspace(0, 1, w)[None, None, :]
 
 
-def _size(out: torch.Tensor) -> tuple[int, int]:
+def _size(out: Canvas) -> tuple[int, int]:
     return out.shape[1], out.shape[2]
 
 
@@ -66,7 +88,7 @@ def _gradient(h: int, stops: Stops) -> Plane:
     return lambda c, rows: column[c, rows]
 
 
-def _glowing(base: Plane, glow: Callable[[slice], torch.Tensor], rgb: Rgb, out: torch.Tensor) -> Plane:
+def _glowing(base: Plane, glow: Callable[[slice], torch.Tensor], rgb: Rgb, out: Canvas) -> Plane:
     """``base`` + ``glow(rows)`` ((rows, w)) tinted ``rgb``, one channel at a time, written into that
     channel of ``out`` (3, h, w) (the sky being rendered, read back in place: no plane of its own).
     The glow of a band of rows is made once for its three channels, and never for the whole sky."""
@@ -98,7 +120,7 @@ class CloudLayer:
     shadow: float = 0.0  # 0: shading from noise only; > 0: bases shaded by the cloud above (cumulus)
     low_bias: float = 0.0  # > 0: clouds gather towards the horizon (the bottom of the sky)
 
-    def over(self, sky: Plane, rng: np.random.Generator, out: torch.Tensor) -> None:
+    def over(self, sky: Plane, rng: np.random.Generator, out: Canvas) -> None:
         """Writes ``sky`` with these clouds into ``out`` (3, h, w), one channel at a time: ``out`` may be
         a channel-first view of the final (h, w, 3) array, and may be what ``sky`` reads from. After the
         two noise fields, everything is computed a band of rows at a time (small temporaries)."""
@@ -134,27 +156,27 @@ class CloudLayer:
         return density(slice(first, last + 1)).index_select(0, source - first)
 
 
-def _clear_blue(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _clear_blue(rng: np.random.Generator, out: Canvas) -> None:
     sky = _gradient(out.shape[1], [(0.0, (0.16, 0.36, 0.72)), (0.6, (0.40, 0.62, 0.90)), (1.0, (0.78, 0.87, 0.96))])
     wisps = CloudLayer(0.28, 0.25, lit=(0.95, 0.97, 1.0), shade=(0.80, 0.86, 0.95), opacity=0.3, base_cells=2, stretch=4.0)
     wisps.over(sky, rng, out)
 
 
-def _blue_cumulus(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _blue_cumulus(rng: np.random.Generator, out: Canvas) -> None:
     sky = _gradient(out.shape[1], [(0.0, (0.13, 0.33, 0.70)), (0.7, (0.36, 0.58, 0.88)), (1.0, (0.70, 0.82, 0.95))])
     cumulus = CloudLayer(0.46, 0.10, lit=(1.0, 1.0, 0.99), shade=(0.56, 0.61, 0.72), base_cells=5, stretch=1.6,
                          gain=0.6, shadow=0.035, low_bias=0.45)
     cumulus.over(sky, rng, out)
 
 
-def _cirrus(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _cirrus(rng: np.random.Generator, out: Canvas) -> None:
     sky = _gradient(out.shape[1], [(0.0, (0.15, 0.34, 0.70)), (0.65, (0.42, 0.63, 0.90)), (1.0, (0.76, 0.85, 0.95))])
     streaks = CloudLayer(0.45, 0.35, lit=(1.0, 1.0, 1.0), shade=(0.74, 0.82, 0.93), opacity=0.8, base_cells=2,
                          stretch=9.0, gain=0.62)
     streaks.over(sky, rng, out)
 
 
-def _golden_hour(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _golden_hour(rng: np.random.Generator, out: Canvas) -> None:
     sky = _gradient(out.shape[1], [(0.0, (0.33, 0.47, 0.70)), (0.55, (0.80, 0.72, 0.62)), (1.0, (1.0, 0.78, 0.45))])
     clouds = CloudLayer(0.35, 0.22, lit=(1.0, 0.86, 0.60), shade=(0.62, 0.55, 0.58), opacity=0.8, shadow=0.02)
     clouds.over(sky, rng, out)
@@ -178,7 +200,7 @@ def _around(h: int, w: int, centre: tuple[float, float], radius: float) -> tuple
     return rows, slice(max(0, math.floor(cx - rx)), min(w, math.ceil(cx + rx) + 1))
 
 
-def _sunset(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _sunset(rng: np.random.Generator, out: Canvas) -> None:
     h, w = _size(out)
     sky = _gradient(h, [(0.0, (0.18, 0.16, 0.38)), (0.45, (0.65, 0.30, 0.40)), (0.8, (0.98, 0.50, 0.22)),
                         (1.0, (1.0, 0.78, 0.40))])
@@ -193,13 +215,13 @@ def _sunset(rng: np.random.Generator, out: torch.Tensor) -> None:
     torch.lerp(near, _colour((1.0, 0.95, 0.80)), sun, out=near)
 
 
-def _dramatic(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _dramatic(rng: np.random.Generator, out: Canvas) -> None:
     sky = _gradient(out.shape[1], [(0.0, (0.16, 0.19, 0.25)), (1.0, (0.55, 0.60, 0.66))])
     clouds = CloudLayer(0.65, 0.3, lit=(0.92, 0.92, 0.90), shade=(0.18, 0.19, 0.22), opacity=0.95, shadow=0.03)
     clouds.over(sky, rng, out)
 
 
-def _stormy(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _stormy(rng: np.random.Generator, out: Canvas) -> None:
     sky = _gradient(out.shape[1], [(0.0, (0.09, 0.10, 0.12)), (0.75, (0.26, 0.29, 0.31)), (1.0, (0.62, 0.64, 0.60))])
     shelf = CloudLayer(0.8, 0.35, lit=(0.44, 0.47, 0.50), shade=(0.07, 0.08, 0.10), base_cells=3, stretch=3.5,
                        gain=0.6, shadow=0.05)
@@ -209,13 +231,13 @@ def _stormy(rng: np.random.Generator, out: torch.Tensor) -> None:
     scud.over(lambda c, rows: out[c, rows], rng, out)
 
 
-def _overcast(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _overcast(rng: np.random.Generator, out: Canvas) -> None:
     sky = _gradient(out.shape[1], [(0.0, (0.62, 0.64, 0.67)), (1.0, (0.84, 0.85, 0.86))])
     clouds = CloudLayer(0.9, 0.6, lit=(0.90, 0.90, 0.91), shade=(0.55, 0.57, 0.60), opacity=0.6)
     clouds.over(sky, rng, out)
 
 
-def _misty_dawn(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _misty_dawn(rng: np.random.Generator, out: Canvas) -> None:
     h, w = _size(out)
     sky = _gradient(h, [(0.0, (0.52, 0.58, 0.74)), (0.55, (0.80, 0.76, 0.80)), (0.85, (0.97, 0.84, 0.76)),
                         (1.0, (0.99, 0.90, 0.80))])
@@ -224,7 +246,7 @@ def _misty_dawn(rng: np.random.Generator, out: torch.Tensor) -> None:
     stratus.over(_glowing(sky, _sun_glow(h, w, (0.35, 1.0), 3.0), (0.10, 0.07, 0.03), out), rng, out)
 
 
-def _blue_hour(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _blue_hour(rng: np.random.Generator, out: Canvas) -> None:
     h, w = _size(out)
     sky = _gradient(h, [(0.0, (0.04, 0.07, 0.22)), (0.55, (0.13, 0.22, 0.46)), (0.85, (0.36, 0.42, 0.64)),
                         (1.0, (0.62, 0.55, 0.62))])
@@ -252,7 +274,7 @@ def _stars(h: int, w: int, rng: np.random.Generator, count: int, top_weight: flo
     return torch.from_numpy(star)[None]
 
 
-def _night(rng: np.random.Generator, out: torch.Tensor) -> None:
+def _night(rng: np.random.Generator, out: Canvas) -> None:
     h, w = _size(out)
     sky = _gradient(h, [(0.0, (0.01, 0.02, 0.06)), (0.8, (0.04, 0.07, 0.16)), (1.0, (0.10, 0.13, 0.25))])
     band_shape = torch.exp(-(((_rows(h) - 0.15 - 0.5 * _cols(w)) / 0.18) ** 2))
@@ -285,29 +307,39 @@ def render_preset(name: str, width: int, height: int, seed: int = 0) -> np.ndarr
     return to_u8(render_preset_float(name, width, height, seed))
 
 
-def render_preset_float(name: str, width: int, height: int, seed: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+def render_preset_float(name: str, width: int, height: int, seed: int = 0,
+                        out: np.ndarray | Callable[[], np.ndarray] | None = None) -> np.ndarray:
     """(height, width, 3) float32 sRGB sky in [0, 1], rendered at that size (up to 200 MP): crisp at
     100 %, and free of 8-bit banding for 16-bit photos. ``out``: a C-contiguous array of that shape
-    and dtype to render into (the placed sky's own rows), returned."""
+    and dtype to render into (the placed sky's own rows), or a function that makes one when the
+    renderer first writes; returned."""
     if name not in PRESETS:
         raise ValueError(f"unknown sky preset {name!r}; choose one of {', '.join(PRESETS)}")
     if not (1 <= width <= 30000 and 1 <= height <= 30000):
         raise ValueError(f"sky size must be between 1 and 30000 px per side, got {width}x{height}")
-    if out is None:
-        out = np.empty((height, width, 3), np.float32)
-    elif out.shape != (height, width, 3) or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError(f"a sky is rendered into a C-contiguous ({height}, {width}, 3) float32 array")
+    made: list[np.ndarray] = []
+
+    def result() -> torch.Tensor:
+        """The result as (3, h, w) planes: a channel-first view, so the renders fill it themselves."""
+        array = out() if callable(out) else np.empty((height, width, 3), np.float32) if out is None else out
+        if array.shape != (height, width, 3) or array.dtype != np.float32 or not array.flags.c_contiguous:
+            raise ValueError(f"a sky is rendered into a C-contiguous ({height}, {width}, 3) float32 array")
+        made.append(array)
+        return torch.from_numpy(array).permute(2, 0, 1)
+
     scale = min(1.0, (MAX_RENDER_PIXELS / (width * height)) ** 0.5)
     rw, rh = max(8, round(width * scale)), max(8, round(height * scale))
     rng = np.random.default_rng([seed, sum(map(ord, name))])
-    planes = torch.from_numpy(out).permute(2, 0, 1)  # a channel-first view: the renders fill the result itself
     with torch.inference_mode():
         if (rh, rw) == (height, width):
-            PRESETS[name].render(rng, planes)
+            canvas = Canvas(height, width, result)
+            PRESETS[name].render(rng, canvas)
+            planes = canvas.planes
         else:
-            small = torch.empty(3, rh, rw)
+            small = Canvas(rh, rw, lambda: torch.empty(3, rh, rw))
             PRESETS[name].render(rng, small)
-            planes[...] = F.interpolate(small.clamp_(0, 1)[None], size=(height, width), mode="bilinear",
+            planes = result()
+            planes[...] = F.interpolate(small.planes.clamp_(0, 1)[None], size=(height, width), mode="bilinear",
                                         align_corners=False)[0]
         planes.clamp_(0, 1)
-    return out
+    return made[0]
