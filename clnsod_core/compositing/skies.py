@@ -121,9 +121,9 @@ class CloudLayer:
     low_bias: float = 0.0  # > 0: clouds gather towards the horizon (the bottom of the sky)
 
     def over(self, sky: Plane, rng: np.random.Generator, out: Canvas) -> None:
-        """Writes ``sky`` with these clouds into ``out`` (3, h, w), one channel at a time: ``out`` may be
-        a channel-first view of the final (h, w, 3) array, and may be what ``sky`` reads from. After the
-        two noise fields, everything is computed a band of rows at a time (small temporaries)."""
+        """Writes ``sky`` with these clouds into ``out`` (3, h, w), one channel at a time: its planes are
+        often a channel-first view of the final (h, w, 3) array, and may be what ``sky`` reads from.
+        After the two noise fields, everything is computed a band of rows at a time (small temporaries)."""
         h, w = _size(out)
         noise = fbm(h, w, rng, base_cells=self.base_cells, stretch=self.stretch, gain=self.gain)
         light = fbm(h, w, rng, base_cells=self.base_cells * 2, stretch=self.stretch, gain=self.gain)
