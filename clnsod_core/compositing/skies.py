@@ -11,6 +11,7 @@ length 3, and no sky is ever held as three full planes besides the result.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -93,16 +94,12 @@ def _glowing(base: Plane, glow: Callable[[slice], torch.Tensor], rgb: Rgb, out: 
     channel of ``out`` (3, h, w) (the sky being rendered, read back in place: no plane of its own).
     The glow of a band of rows is made once for its three channels, and never for the whole sky."""
     tint = _colour(rgb)
-    band: dict[tuple[int, int], torch.Tensor] = {}
 
-    def plane(c: int, rows: slice) -> torch.Tensor:
-        key = (rows.start, rows.stop)
-        if key not in band:
-            band.clear()
-            band[key] = glow(rows)
-        return torch.mul(band[key], tint[c], out=out[c, rows]).add_(base(c, rows))
+    @functools.lru_cache(maxsize=1)  # the band being mixed: asked for once per channel
+    def band(start: int, stop: int) -> torch.Tensor:
+        return glow(slice(start, stop))
 
-    return plane
+    return lambda c, rows: torch.mul(band(rows.start, rows.stop), tint[c], out=out[c, rows]).add_(base(c, rows))
 
 
 @dataclass(frozen=True)
