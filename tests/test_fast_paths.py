@@ -4,7 +4,8 @@ strips that are all sky or all foreground (on two threads), per-channel factors 
 the video stabiliser on the rows with sky, decoding ahead on a thread, a preset rendered straight
 into the placed sky (allocated when the renderer first writes), the sun's disc computed near the sun
 only, the network's and the matte's reductions of the photo made side by side from one Pillow copy,
-and the overlays' small copy reduced a band at a time. Each is checked against the plain
+the overlays' small copy reduced a band at a time, the noise's bicubic upsampling as two sparse
+matrix products (equal to float rounding) and its quantiles by selection (exactly equal). Each is checked against the plain
 computation written out here, on real photos where a photo matters."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from conftest import PHOTOS
 from PIL import Image
 
 from clnsod_core.arrays import from_unit, scale_channels
-from clnsod_core.compositing import skies
+from clnsod_core.compositing import noise, skies
 from clnsod_core.compositing.compose import (
     STRIP_ROWS,
     Harmonisation,
@@ -306,3 +307,18 @@ def test_small_copy_reduced_in_bands_equals_one_reduction(monkeypatch: pytest.Mo
     assert torch.equal(banded[0], whole[0]) and torch.equal(banded[1], whole[1]) and banded[2] == whole[2]
     reduced = np.asarray(Image.fromarray(image[: 1333 // factor * factor, : 2000 // factor * factor]).reduce(factor))
     assert torch.equal(banded[0], torch.from_numpy(reduced.astype(np.float32) / 255).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 5, 7), (2, 3, 1, 9), (5, 4, 5, 4), (13, 31, 97, 400), (650, 769, 1445, 4272),
+                                   (40, 60, 17, 23)])
+def test_sparse_bicubic_equals_torch_interpolate(shape: tuple[int, int, int, int]) -> None:
+    h0, w0, h, w = shape
+    field = torch.rand(h0, w0, generator=torch.Generator().manual_seed(h0 * w0))
+    expected = F.interpolate(field[None, None], size=(h, w), mode="bicubic", align_corners=True)[0, 0]
+    assert float((noise._bicubic(field, h, w) - expected).abs().max()) < 3e-6
+
+
+def test_quantiles_by_selection_equal_torch_quantile() -> None:
+    for n in (1, 2, 7, 1000, 66049):
+        values = torch.rand(n, generator=torch.Generator().manual_seed(n))
+        assert noise._quantiles(values, (0.01, 0.5, 0.99)) == torch.quantile(values, torch.tensor([0.01, 0.5, 0.99])).tolist()
