@@ -19,11 +19,12 @@ from clnsod_core.arrays import as_u8, from_unit, to_u8, unit_scale
 from clnsod_core.compositing.compose import (
     Harmonisation,
     SkyPlacement,
+    SkyRegion,
     composite,
     lands_pixel_for_pixel,
     lowest_sky_line,
     place_rendered_sky,
-    place_sky,
+    place_sky_region,
     sky_region_height,
 )
 from clnsod_core.compositing.fields import small_copy
@@ -98,11 +99,16 @@ class ReplaceResult:
     photo: np.ndarray  # (H, W, 3) uint8 or uint16, the untouched input
     composite: np.ndarray  # (H, W, 3), the photo's dtype and colour space
     matte: np.ndarray  # (H, W) float32, 1 = sky
-    sky: np.ndarray  # (H, W, 3) float32 in [0, 1], the placed and adjusted new sky, in the photo's colour space
+    placed: SkyRegion  # the placed and adjusted new sky (float32 in [0, 1], the photo's colour space)
     sky_found: bool = True  # False: no sky in the photo; the composite is the photo itself
     reflection: np.ndarray | None = None  # (H, W, 4) RGBA layer of the photo's dtype over the water, or None
     haze: np.ndarray | None = None  # (H, W, 4) RGBA layer of the photo's dtype near the horizon, or None
     below_overlays: np.ndarray | None = None  # the composite before reflection and haze (None: none of them)
+
+    @property
+    def sky(self) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 1]: the placed new sky as a full array (made on each call)."""
+        return self.placed.full()
 
     @property
     def reflection_matte(self) -> np.ndarray:
@@ -115,13 +121,13 @@ class ReplaceResult:
     def without_sky(cls, photo: np.ndarray) -> ReplaceResult:
         """The answer for a photo with no sky: nothing replaced, an all-zero matte, no sky pixels."""
         h, w = photo.shape[:2]
-        no_sky = np.broadcast_to(np.zeros((1, 1, 3), np.float32), (h, w, 3))  # a view: no memory
+        no_sky = SkyRegion(np.zeros((1, w, 3), np.float32), h)
         return cls(photo, photo, np.zeros((h, w), np.float32), no_sky, sky_found=False)
 
     def editor_layers(self) -> EditorLayers:
         """The layer stack at the photo's depth: it equals ``composite`` to rounding at that depth."""
         matte = to_u8(self.matte)
-        sky = from_unit(self.sky, self.photo.dtype)
+        sky = self.placed.full(lambda rows: from_unit(rows, self.photo.dtype))
         below = self.composite if self.below_overlays is None else self.below_overlays
         return EditorLayers(matte, sky, lighting_layer(self.photo, sky, matte, below), self.reflection, self.haze)
 
@@ -228,7 +234,7 @@ def _render_into(allocate: Callable[[], np.ndarray], name: str, width: int, heig
         rows[...] = converted
 
 
-def overlay_layers(photo: np.ndarray, matte: np.ndarray, placed: np.ndarray,
+def overlay_layers(photo: np.ndarray, matte: np.ndarray, placed: SkyRegion,
                    harmonisation: Harmonisation) -> dict[str, np.ndarray]:
     """The reflection in calm water and the horizon haze this photo gets, as straight-alpha layers of
     its dtype, bottom to top; both look at one small copy of the photo, made only if either is on."""
@@ -300,7 +306,7 @@ class SkyReplacer:
         h, w = matte.shape
         bottom = lowest_sky_line(matte)
         if isinstance(sky, PlacedSky):
-            placed, placement_key = sky.pixels, ("placed", Same(sky.pixels))
+            placed, placement_key = SkyRegion.of(sky.pixels), ("placed", Same(sky.pixels))
         else:
             placed, placement_key = self._placed(sky, h, w, bottom, options, space, cache)
         report("blending the foreground")  # with the reflections and haze
@@ -326,10 +332,10 @@ class SkyReplacer:
         (height, width, 3) float32 in [0, 1] in ``space`` (video places it once, on a canvas that
         covers the camera's whole path)."""
         options.validate()
-        return self._placed(sky, height, width, sky_bottom, options, space or SRGB, StageCache(keep=()))[0]
+        return self._placed(sky, height, width, sky_bottom, options, space or SRGB, StageCache(keep=()))[0].full()
 
     def _placed(self, sky: SkyImage | np.ndarray | str, h: int, w: int, bottom: int, options: ReplaceOptions,
-                space: ColourSpace, cache: StageCache) -> tuple[np.ndarray, Hashable]:
+                space: ColourSpace, cache: StageCache) -> tuple[SkyRegion, Hashable]:
         """The "sky" and "placement" stages: the placed sky and the key it is remembered by."""
         if isinstance(sky, str):
             region = sky_region_height(h, bottom)
@@ -337,7 +343,7 @@ class SkyReplacer:
             placement_key = (sky_key, h, w, bottom, options.placement)
             if (w * region <= PRESET_RENDER_PIXELS and not cache.keeps("sky")
                     and lands_pixel_for_pixel(options.placement)):
-                # Rendered straight into the placed sky: no second full-size sky in memory (kept apart
+                # Rendered straight into the placed sky: no second sky in memory (kept apart
                 # only for an editor, whose placement sliders move the same rendered sky).
                 placed = cache.get("placement", placement_key, lambda: place_rendered_sky(
                     lambda allocate: _render_into(allocate, sky, w, region, options.seed, space), h, w, bottom,
@@ -350,7 +356,8 @@ class SkyReplacer:
             sky_pixels = cache.get("sky", sky_key, lambda: self._sky_in(sky, space) if isinstance(sky, SkyImage)
                                    else convert(sky, SRGB, space))
             placement_key = (sky_key, h, w, bottom, options.placement)
-        placed = cache.get("placement", placement_key, lambda: place_sky(sky_pixels, h, w, bottom, options.placement))
+        placed = cache.get("placement", placement_key,
+                           lambda: place_sky_region(sky_pixels, h, w, bottom, options.placement))
         return placed, placement_key
 
     def _sky_in(self, sky: SkyImage, space: ColourSpace) -> np.ndarray:

@@ -27,6 +27,7 @@ from clnsod_core.compositing.compose import (
     STRIP_ROWS,
     Harmonisation,
     SkyPlacement,
+    SkyRegion,
     composite,
     place_sky,
     sky_region_height,
@@ -222,13 +223,13 @@ def test_a_preset_rendered_into_the_placed_sky_equals_placing_the_rendered_prese
                              placement)
         cache = StageCache(keep=())
         placed, _ = replacer._placed("blue-hour", height, width, bottom, options, space, cache)
-        assert "sky" not in cache.recomputed and np.array_equal(placed, expected)
+        assert "sky" not in cache.recomputed and np.array_equal(placed.full(), expected)
     zoomed = ReplaceOptions(placement=SkyPlacement(scale=1.2))
     cache = StageCache(keep=())
     placed, _ = replacer._placed("blue-hour", height, width, bottom, zoomed, space, cache)
     assert cache.recomputed == ["sky", "placement"]
-    assert np.array_equal(placed, place_sky(convert(preset_sky("blue-hour", width, region, 0), SRGB, space), height,
-                                            width, bottom, zoomed.placement))
+    assert np.array_equal(placed.full(), place_sky(convert(preset_sky("blue-hour", width, region, 0), SRGB, space),
+                                                   height, width, bottom, zoomed.placement))
 
 
 def test_the_suns_disc_near_the_sun_equals_the_whole_frame(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,3 +323,19 @@ def test_quantiles_by_selection_equal_torch_quantile() -> None:
     for n in (1, 2, 7, 1000, 66049):
         values = torch.rand(n, generator=torch.Generator().manual_seed(n))
         assert noise._quantiles(values, (0.01, 0.5, 0.99)) == torch.quantile(values, torch.tensor([0.01, 0.5, 0.99])).tolist()
+
+
+def test_a_placed_sky_held_as_its_region_reads_as_the_full_array() -> None:
+    """The placed sky is held as its region's rows; every way the composite, the overlays and the
+    editor layers read it gives what the full array (last row repeated below) gives."""
+    rows = np.random.default_rng(3).random((7, 5, 3), dtype=np.float32)
+    region = SkyRegion(rows, 12)
+    full = region.full()
+    assert full.shape == region.shape == (12, 5, 3)
+    assert np.array_equal(full[:7], rows) and np.array_equal(full[7:], np.broadcast_to(rows[-1], (5, 5, 3)))
+    for sl in (slice(0, 3), slice(2, 7), slice(5, 9), slice(7, 12), slice(9, 12), slice(0, 12), slice(10, 20)):
+        assert np.array_equal(region.band(sl), full[sl])
+    for step in (1, 2, 3, 5):
+        assert np.array_equal(region.every(step), full[::step, ::step])
+    assert np.array_equal(region.full(lambda r: from_unit(r, np.dtype(np.uint16))), from_unit(full, np.dtype(np.uint16)))
+    assert SkyRegion.of(full).rows is full and SkyRegion.of(region) is region

@@ -76,10 +76,55 @@ def sky_region_height(height: int, sky_bottom: int) -> int:
     return max(sky_bottom, height // 4, 1)
 
 
+@dataclass(frozen=True)
+class SkyRegion:
+    """The placed new sky of a ``height``-row photo, held as the rows of its sky region: below them the
+    region's last row repeats (it lies under the foreground, hidden by the matte). A full array would
+    spend about half its memory on those repeats (70 MB of float32 for a 12 MP photo)."""
+
+    rows: np.ndarray  # (r, W, 3) float32 in [0, 1], 1 <= r <= height
+    height: int
+
+    @classmethod
+    def of(cls, sky: np.ndarray | SkyRegion) -> SkyRegion:
+        """A full (H, W, 3) placed sky as a region of all its rows (or the region itself)."""
+        return sky if isinstance(sky, SkyRegion) else cls(sky, sky.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.height, *self.rows.shape[1:])
+
+    def band(self, rows: slice) -> np.ndarray:
+        """Rows ``rows`` (step 1) of the full sky: a view when they lie in the region."""
+        start, stop, _ = rows.indices(self.height)
+        have = self.rows.shape[0]
+        if stop <= have:
+            return self.rows[start:stop]
+        below = np.broadcast_to(self.rows[have - 1], (stop - max(start, have), *self.rows.shape[1:]))
+        return below if start >= have else np.concatenate([self.rows[start:], below])
+
+    def every(self, step: int) -> np.ndarray:
+        """``full()[::step, ::step]``, without the full array."""
+        return self.rows[np.minimum(np.arange(0, self.height, step), self.rows.shape[0] - 1), ::step]
+
+    def full(self, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """The (height, W, 3) array; ``convert`` (elementwise, e.g. to the photo's depth) is applied to
+        the region's rows before they are repeated."""
+        rows = self.rows if convert is None else convert(self.rows)
+        out = np.empty((self.height, *rows.shape[1:]), rows.dtype)
+        out[: len(rows)] = rows
+        return _repeat_last_row(out, len(rows))
+
+
 def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
     """The sky image (uint8, uint16 or float32 in [0, 1]) scaled to cover the region above ``sky_bottom``
     (and the full width),
     its bottom edge anchored at ``sky_bottom``; returns (height, width, 3) float32 in [0, 1]."""
+    return place_sky_region(sky, height, width, sky_bottom, placement).full()
+
+
+def place_sky_region(sky: np.ndarray, height: int, width: int, sky_bottom: int, placement: SkyPlacement) -> SkyRegion:
+    """``place_sky``, held as the rows the sky image covers."""
     placement.validate()
     sh, sw = sky.shape[:2]
     scale = np.float32(unit_scale(sky.dtype))
@@ -100,7 +145,7 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
     rows = slice(int(y0), max(int(y0) + 1, int(np.ceil(y0 + sky_rows / cover))))
     crop = src[:, rows, sw - cx1 : sw - cx0].flip(-1) if placement.flip else src[:, rows, cx0:cx1]
     # Filled a band of rows at a time: a 100 MP photo never holds more than the float32 result.
-    out = np.empty((height, width, 3), np.float32)
+    out = np.empty((sky_rows, width, 3), np.float32)
     if tuple(crop.shape[1:]) == (sky_rows, width):  # already the photo's size (a preset rendered for it)
         bands: Iterable[tuple[int, int, torch.Tensor]] = [(0, sky_rows, crop)]  # (what resampling would give)
     else:
@@ -111,7 +156,7 @@ def place_sky(sky: np.ndarray, height: int, width: int, sky_bottom: int, placeme
         if scale != 1:
             part /= scale
         _adjust_sky(part, placement)
-    return _repeat_last_row(out, sky_rows)
+    return SkyRegion(out, height)
 
 
 def lands_pixel_for_pixel(placement: SkyPlacement) -> bool:
@@ -121,22 +166,22 @@ def lands_pixel_for_pixel(placement: SkyPlacement) -> bool:
 
 
 def place_rendered_sky(render: Callable[[Callable[[], np.ndarray]], None], height: int, width: int,
-                       sky_bottom: int, placement: SkyPlacement) -> np.ndarray:
-    """What ``place_sky`` gives for a sky that ``lands_pixel_for_pixel``, made by ``render`` straight
-    into the rows it covers: ``render`` gets a function that allocates the placed sky and returns those
-    rows ((rows, width, 3) float32), to call when it first writes (after its own temporaries are made,
-    so that they and the full-size placed sky are not all held at once)."""
+                       sky_bottom: int, placement: SkyPlacement) -> SkyRegion:
+    """What ``place_sky_region`` gives for a sky that ``lands_pixel_for_pixel``, made by ``render``
+    straight into the rows it covers: ``render`` gets a function that allocates those rows ((rows,
+    width, 3) float32) and returns them, to call when it first writes (after its own temporaries are
+    made, so that they and the placed sky are not all held at once)."""
     placement.validate()
     rows = sky_region_height(height, sky_bottom)
     placed: list[np.ndarray] = []
 
     def allocate() -> np.ndarray:
-        placed.append(np.empty((height, width, 3), np.float32))
-        return placed[0][:rows]
+        placed.append(np.empty((rows, width, 3), np.float32))
+        return placed[0]
 
     render(allocate)
-    _adjust_sky(placed[0][:rows], placement)
-    return _repeat_last_row(placed[0], rows)
+    _adjust_sky(placed[0], placement)
+    return SkyRegion(placed[0], height)
 
 
 def _repeat_last_row(sky: np.ndarray, rows: int) -> np.ndarray:
@@ -156,18 +201,20 @@ def _adjust_sky(sky: np.ndarray, placement: SkyPlacement) -> np.ndarray:
     return np.clip(sky, 0.0, 1.0, out=sky)
 
 
-def _weighted_mean(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _weighted_mean(image: np.ndarray | SkyRegion, weight: np.ndarray) -> np.ndarray:
     """Mean colour of (subsampled) ``image`` weighted by ``weight``; mid-grey if no weight."""
     step = max(1, int(np.sqrt(weight.size / 250_000)))
-    img, wt = image[::step, ::step].reshape(-1, 3).astype(np.float32), weight[::step, ::step].reshape(-1)
+    sample = image.every(step) if isinstance(image, SkyRegion) else image[::step, ::step]
+    img, wt = sample.reshape(-1, 3).astype(np.float32), weight[::step, ::step].reshape(-1)
     total = float(wt.sum())
     if total < _EPS:
         return np.full(3, 0.5, np.float32)
     mean = (img * wt[:, None]).sum(axis=0) / total
-    return mean / np.float32(unit_scale(image.dtype))
+    return mean / np.float32(unit_scale(sample.dtype))
 
 
-def foreground_gain(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation) -> np.ndarray:
+def foreground_gain(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray | SkyRegion,
+                    options: Harmonisation) -> np.ndarray:
     """Per-channel gain (3,) that recolours/relights the foreground toward the new sky."""
     options.validate()
     old = _weighted_mean(photo, matte)
@@ -195,12 +242,13 @@ def _halo_bands(matte: np.ndarray, width_px: float, rows: int) -> Iterator[tuple
         yield slice(y0, y1), np.clip(band[0].numpy() * 2, 0, 1) * (1 - matte[y0:y1])
 
 
-def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options: Harmonisation,
+def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray | SkyRegion, options: Harmonisation,
               gain: np.ndarray | None = None, foreground: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(composite, harmonised foreground), both of the photo's dtype (uint8 or uint16), for photo (H,W,3),
-    matte (H,W) and sky (H,W,3) float32; computed in float32, rounded once at the end. ``gain``: the
-    foreground's per-channel gain, when not measured on this photo (``foreground_gain``);
-    ``foreground=False`` skips the harmonised foreground (None then)."""
+    matte (H,W) and sky (H,W,3) float32 (or its ``SkyRegion``); computed in float32, rounded once at the
+    end. ``gain``: the foreground's per-channel gain, when not measured on this photo
+    (``foreground_gain``); ``foreground=False`` skips the harmonised foreground (None then)."""
+    new_sky = SkyRegion.of(new_sky)
     gain = foreground_gain(photo, matte, new_sky, options) if gain is None else np.asarray(gain, np.float32)
     h, w = matte.shape
     out = np.empty((h, w, 3), photo.dtype)
@@ -226,14 +274,14 @@ def composite(photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, options
     return out, lit
 
 
-def _mix_strip(sl: slice, photo: np.ndarray, matte: np.ndarray, new_sky: np.ndarray, scale: np.ndarray,
+def _mix_strip(sl: slice, photo: np.ndarray, matte: np.ndarray, new_sky: SkyRegion, scale: np.ndarray,
                out: np.ndarray, lit: np.ndarray | None, table: list[int] | None = None,
                halo: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Rows ``sl`` of the composite (and of the harmonised foreground ``lit``, when asked for).
     ``halo``: (band strength (rows, W, 1), sky colour) for a strip with a halo."""
     low, high = (float(matte[sl].min()), float(matte[sl].max())) if halo is None else (0.0, 1.0)
     if low == 1.0 and lit is None:
-        from_unit(new_sky[sl], photo.dtype, out=out[sl])
+        from_unit(new_sky.band(sl), photo.dtype, out=out[sl])
         return
     if high == 0.0 and table is not None:
         out[sl] = np.asarray(Image.fromarray(photo[sl]).point(table))
@@ -250,7 +298,7 @@ def _mix_strip(sl: slice, photo: np.ndarray, matte: np.ndarray, new_sky: np.ndar
     if high == 0.0:
         from_unit(fg, photo.dtype, out=out[sl])
         return
-    mixed = np.subtract(new_sky[sl], fg)  # fg + (sky - fg) * m: one temporary instead of three
+    mixed = np.subtract(new_sky.band(sl), fg)  # fg + (sky - fg) * m: one temporary instead of three
     for c in range(3):  # a channel at a time: faster than broadcasting the matte over (..., 3)
         mixed[..., c] *= matte[sl]
     mixed += fg

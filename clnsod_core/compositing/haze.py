@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clnsod_core.compositing.compose import SkyRegion
 from clnsod_core.compositing.fields import (
     SmallCopy,
     blur,
@@ -46,10 +47,9 @@ def sky_line_per_column(matte: torch.Tensor) -> torch.Tensor | None:
     return blur(filled[None, None], max(1, w // 100))[0, 0]
 
 
-def haze_overlay(small: SmallCopy, matte: np.ndarray, sky: np.ndarray, amount: float) -> Overlay | None:
+def haze_overlay(small: SmallCopy, matte: np.ndarray, sky: SkyRegion, amount: float) -> Overlay | None:
     """The new sky's horizon colour over the distant land of the photo whose ``fields.small_copy`` is
-    ``small``; ``matte`` (H, W) float, ``sky`` (H, W, 3) float32 placed new sky. None at ``amount`` 0 or
-    without sky."""
+    ``small``; ``matte`` (H, W) float, ``sky`` the placed new sky. None at ``amount`` 0 or without sky."""
     if amount <= 0:
         return None
     img, small_matte, scale = small
@@ -70,11 +70,11 @@ def haze_overlay(small: SmallCopy, matte: np.ndarray, sky: np.ndarray, amount: f
     line_full = F.interpolate(line[None, None], size=wk, mode="linear", align_corners=False)
     line_full = F.pad(line_full, (0, w - wk), mode="replicate")[0, 0] / scale
     band = max(1, round(COLOUR_BAND * h))
-    sky_t = readonly_view(sky)
     top = (line_full - band).clamp(0, h - 1).long()
     bottom = line_full.clamp(1, h).long()
     first, last = int(top.min()), int(bottom.max())  # only the rows some column's band covers
-    cumulative = torch.cat([torch.zeros(1, w, 3), sky_t[first:last].cumsum(dim=0)])
+    rows = readonly_view(np.ascontiguousarray(sky.band(slice(first, last))))
+    cumulative = torch.cat([torch.zeros(1, w, 3), rows.cumsum(dim=0)])
     columns = torch.arange(w)
     colour = (cumulative[bottom - first, columns] - cumulative[top - first, columns]) / (bottom - top).clamp(min=1)[:, None]
     colour = blur(colour.T[:, None], max(1, w // 100))[:, 0].T.clamp(0, 1)  # (w, 3), smooth along the horizon

@@ -17,12 +17,14 @@ replacement blends over the foreground and the editors get as a ``Reflection`` l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clnsod_core.compositing.compose import SkyRegion
 from clnsod_core.compositing.fields import (
     SmallCopy,
     blur,
@@ -189,11 +191,11 @@ def _filled_ratio(num: torch.Tensor, den: torch.Tensor, support: torch.Tensor, w
     return torch.where(blur(support[None], near)[0] > 0.2, local, wide).clamp(0.02, 1.1)
 
 
-def reflection_overlay(photo: np.ndarray, small: SmallCopy, matte: np.ndarray, sky: np.ndarray,
+def reflection_overlay(photo: np.ndarray, small: SmallCopy, matte: np.ndarray, sky: SkyRegion,
                        strength: float) -> Overlay | None:
     """The mirrored new sky over the water of ``photo`` (uint8 sRGB guide, (H, W, 3)), found on its
-    ``fields.small_copy`` ``small``; ``matte`` (H, W) float sky matte, ``sky`` (H, W, 3) float32 placed
-    new sky. None when no reflecting water is found."""
+    ``fields.small_copy`` ``small``; ``matte`` (H, W) float sky matte, ``sky`` the placed new sky.
+    None when no reflecting water is found."""
     if strength <= 0:
         return None
     img, small_matte, scale = small
@@ -236,9 +238,11 @@ def reflection_overlay(photo: np.ndarray, small: SmallCopy, matte: np.ndarray, s
     ripple = (detail / (spread + 1e-4)).clamp(-2.5, 2.5) * (RIPPLE_ROWS * h / 2.5)
     shading = (brightness / (local + 1e-3)).clamp(0.75, 1.25)
     mirror_rows = (2 * row - torch.arange(top, bottom, dtype=torch.float32))[:, None] + ripple
-    grid_y = (mirror_rows + 0.5) / h * 2 - 1
+    # The rows the mirror reaches (a bilinear sample reads the row below its position too).
+    reach = min(h, max(1, math.ceil(float(mirror_rows.max())) + 2))
+    grid_y = (mirror_rows + 0.5) / reach * 2 - 1
     grid_x = ((torch.arange(w, dtype=torch.float32) + 0.5) / w * 2 - 1)[None].expand(bottom - top, w)
-    source = readonly_view(sky).permute(2, 0, 1)[None]
+    source = readonly_view(np.ascontiguousarray(sky.band(slice(0, reach)))).permute(2, 0, 1)[None]
     reflected = F.grid_sample(source, torch.stack([grid_x, grid_y], dim=-1)[None], mode="bilinear",
                               padding_mode="border", align_corners=False)[0]
     colour = reflected * (gain_full * shading)[None]
