@@ -337,10 +337,11 @@ class SkyReplacer:
     def _placed(self, sky: SkyImage | np.ndarray | str, h: int, w: int, bottom: int, options: ReplaceOptions,
                 space: ColourSpace, cache: StageCache) -> tuple[SkyRegion, Hashable]:
         """The "sky" and "placement" stages: the placed sky and the key it is remembered by."""
+        region = sky_region_height(h, bottom)
+        sky_key: Hashable = (("preset", sky, w, region, options.seed, space) if isinstance(sky, str)
+                             else ("image", Same(sky), space))
+        placement_key = (sky_key, h, w, bottom, options.placement)
         if isinstance(sky, str):
-            region = sky_region_height(h, bottom)
-            sky_key: Hashable = ("preset", sky, w, region, options.seed, space)
-            placement_key = (sky_key, h, w, bottom, options.placement)
             if (w * region <= PRESET_RENDER_PIXELS and not cache.keeps("sky")
                     and lands_pixel_for_pixel(options.placement)):
                 # Rendered straight into the placed sky: no second sky in memory (kept apart
@@ -352,10 +353,8 @@ class SkyReplacer:
             sky_pixels = cache.get("sky", sky_key,
                                    lambda: convert(preset_sky(sky, w, region, options.seed), SRGB, space))
         else:
-            sky_key = ("image", Same(sky), space)
             sky_pixels = cache.get("sky", sky_key, lambda: self._sky_in(sky, space) if isinstance(sky, SkyImage)
                                    else convert(sky, SRGB, space))
-            placement_key = (sky_key, h, w, bottom, options.placement)
         placed = cache.get("placement", placement_key,
                            lambda: place_sky_region(sky_pixels, h, w, bottom, options.placement))
         return placed, placement_key
