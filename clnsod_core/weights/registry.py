@@ -43,6 +43,18 @@ REGISTRY: dict[str, WeightsEntry] = {
     entry.name: entry
     for entry in (
         WeightsEntry(
+            name="clnsod-lite0-320-v3",
+            filename="clnsod-lite0-320-v3.pt",
+            url=RELEASE_BASE + "clnsod-lite0-320-v3.pt",
+            sha256="7c6a0318a45a0932923501af4ac2a95da9dbf8f497a05e2c804801592fc39978",
+            size=8176265,
+            input_size=320,
+            licence=_NC,
+            description="Default: EfficientNet-Lite0 CLN-SOD, 320x320; v2's recipe plus thin structures (trees, wires, "
+            "fences, masts, reeds) drawn with exact coverage, blended 0.6/0.4 with v1 (embedded)",
+            embedded=True,
+        ),
+        WeightsEntry(
             name="clnsod-lite0-320-v2",
             filename="clnsod-lite0-320-v2.pt",
             url=RELEASE_BASE + "clnsod-lite0-320-v2.pt",
@@ -50,9 +62,8 @@ REGISTRY: dict[str, WeightsEntry] = {
             size=8177225,
             input_size=320,
             licence=_NC,
-            description="Default: EfficientNet-Lite0 CLN-SOD, 320x320; v1 fine-tuned for interiors, windows, night, "
-            "calm water and fine edges, blended 0.6/0.4 with v1 (embedded)",
-            embedded=True,
+            description="v2 (the default until 2026-11-30): v1 fine-tuned for interiors, windows, night, calm water "
+            "and fine edges, blended 0.6/0.4 with v1",
         ),
         WeightsEntry(
             name="clnsod-lite0-320",
@@ -67,7 +78,7 @@ REGISTRY: dict[str, WeightsEntry] = {
     )
     # Larger or retrained weights are added here once they are published as release assets.
 }
-DEFAULT_WEIGHTS = "clnsod-lite0-320-v2"
+DEFAULT_WEIGHTS = "clnsod-lite0-320-v3"
 
 
 def cache_dir() -> Path:
