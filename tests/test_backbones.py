@@ -68,13 +68,21 @@ def test_a_tiny_backbone_trains_saves_and_loads(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(images).logits, model(images).logits)
 
 
-def test_existing_weight_files_still_load_with_the_default_backbone() -> None:
-    path = resolve_weights(None)
-    stored = read_weights(path)["config"]
-    assert "backbone" not in stored and "mean" in stored  # written before backbones were pluggable
-    model = load_model(path)
+def test_weight_files_written_before_backbones_were_pluggable_still_load(tmp_path: Path) -> None:
+    """v1 and v2 (still in the registry) name no backbone and store the input mean/std instead: the
+    embedded weights rewritten in that older layout must load as the same network."""
+    current = read_weights(resolve_weights(None))
+    spec = get_backbone("efficientnet_lite0")
+    legacy_config = {k: v for k, v in current["config"].items() if k != "backbone"}
+    legacy_config.update(mean=spec.mean, std=spec.std)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({**current, "config": legacy_config}, legacy)
+    model = load_model(legacy)
     assert model.config.backbone == "efficientnet_lite0"
-    assert tuple(model.mean.flatten().tolist()) == pytest.approx(get_backbone("efficientnet_lite0").mean)
+    assert tuple(model.mean.flatten().tolist()) == pytest.approx(spec.mean)
+    images = torch.rand(1, 3, 320, 320)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(images).logits, load_model(resolve_weights(None)).eval()(images).logits)
 
 
 def test_unknown_backbones_and_missing_strides_are_clear_errors() -> None:
