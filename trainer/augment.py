@@ -17,6 +17,7 @@ from clnsod_core.network.preprocess import resize_rgb
 
 from .data import Sample
 from .draws import chance, uniform
+from .sky_line import horizon_rows
 from .thin_structures import thin_structure_look
 from .window_views import paste_window
 
@@ -180,24 +181,11 @@ def augment(
     return _colour(image, cfg, gen), mask, void
 
 
-def _horizon_rows(sky: torch.Tensor) -> torch.Tensor | None:
-    """Per column, the row just below the lowest sky pixel (S,), or None without sky. Columns
-    without sky take the median of the others, so a tree at the frame's edge does not reset it."""
-    s = sky[0] > 0.5
-    has_sky = s.any(dim=0)
-    if not bool(has_sky.any()):
-        return None
-    rows = torch.arange(s.shape[0]).view(-1, 1).expand_as(s)
-    lowest = torch.where(s, rows, torch.full_like(rows, -1)).amax(dim=0) + 1
-    fill = lowest[has_sky].float().median().round().long()
-    return torch.where(has_sky, lowest, fill)
-
-
 def haze_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Atmospheric haze / mist: land and water below the horizon fade toward the horizon's sky
     colour, strongest at the horizon and decaying with distance below it, while the label keeps
     them foreground (haze continuing the sky's colour must not become sky)."""
-    horizon = _horizon_rows(sky)
+    horizon = horizon_rows(sky)
     h, w = img.shape[1:]
     if horizon is None or float(sky.mean()) > 0.9:
         return img
@@ -220,7 +208,7 @@ def reflection_look(
     ripples, a reflectance that falls away from the waterline (Fresnel) and the water's own dark
     colour. The mirrored sky is water, so it is labelled foreground (a lake reflecting the sky must
     not be replaced with sky)."""
-    horizon = _horizon_rows(sky)
+    horizon = horizon_rows(sky)
     h, w = img.shape[1:]
     if horizon is None or float(sky.mean()) > 0.9:
         return img, sky, void
@@ -261,7 +249,7 @@ def night_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> to
     luma = (0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2])[None]
     sky_tint = torch.tensor([uniform(gen, 0.25, 0.5), uniform(gen, 0.4, 0.65), 1.0]).view(3, 1, 1)
     night_sky = luma * sky_tint * uniform(gen, 0.004, 0.04)
-    horizon = _horizon_rows(sky)
+    horizon = horizon_rows(sky)
     if horizon is not None and chance(gen, 0.6):  # city glow / last twilight above the horizon
         rows = torch.arange(h, dtype=torch.float32).view(h, 1)
         above = ((horizon.view(1, w).float() - rows) / h).clamp(min=0)

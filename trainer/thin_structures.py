@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from .draws import chance, randint, uniform
+from .sky_line import horizon_rows
 
 SUPERSAMPLE = 4  # per axis: coverage exact to 1/16 of a pixel's area
 MIN_SKY_SHARE = 0.08  # photos with less sky than this get structures only in front of the land
@@ -188,18 +189,6 @@ DRAWERS: tuple[Callable[[CoveragePen, torch.Generator, torch.Tensor], None], ...
 )
 
 
-def _ground_line(sky: torch.Tensor) -> torch.Tensor | None:
-    """Per column, the row just below the lowest sky pixel (smoothed), or None without sky."""
-    s = sky[0] > 0.5
-    has_sky = s.any(dim=0)
-    if not bool(has_sky.any()):
-        return None
-    rows = torch.arange(s.shape[0]).view(-1, 1).expand_as(s)
-    lowest = torch.where(s, rows, torch.full_like(rows, -1)).amax(dim=0).float() + 1
-    fill = lowest[has_sky].median()
-    return torch.where(has_sky, lowest, fill)
-
-
 def _structure_colour(image: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """(3, 1, 1): a colour of the photo's own foreground (a random sure-foreground pixel), often darker
     (a silhouette against the sky); mid grey when the crop holds no foreground."""
@@ -219,7 +208,8 @@ def thin_structure_look(
     whole frame, land included), its sky label (1, H, W) lowered by their exact coverage; void
     pixels stay void."""
     h, w = image.shape[1:]
-    ground = _ground_line(sky)
+    line = horizon_rows(sky)
+    ground = None if line is None else line.float()
     if ground is None or float(sky.mean()) < MIN_SKY_SHARE or chance(gen, ANYWHERE_SHARE):
         ground = torch.full((w,), float(h))  # as if the ground were the frame's bottom edge
     image, sky = image.clone(), sky.clone()
