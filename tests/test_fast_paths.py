@@ -83,6 +83,28 @@ def test_guided_filter_on_the_unsure_zone_equals_the_whole_frame(masker: SkyMask
     assert torch.allclose(a, full_a * keep, atol=1e-9) and torch.allclose(b, full_b * keep + sure_sky, atol=1e-9)
 
 
+def test_float32_guided_filter_matches_float64_in_flat_fog(masker: SkyMasker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ColdRipple's grey sea fog, where the network is unsure (tiny confidence weights): float32 running
+    sums once gave negative variances there, and the matte a visible rectangular patch."""
+    image = photo("plasma_ColdRipple.jpg", (1280, 800))
+    prob = masker.predict_working_size([image])[0]
+    matte32 = matte_module.refine_matte(image, prob)
+    box_sum = matte_module._box_sum
+    monkeypatch.setattr(matte_module, "_box_sum", lambda x, k: box_sum(x.double(), k).to(x.dtype))
+    matte64 = matte_module.refine_matte(image, prob)
+    unsure = (matte64 > 0.05) & (matte64 < 0.95)
+    assert float(unsure.mean()) > 0.1  # the fog is a large, uncertain part of the frame
+    assert float(np.abs(matte32 - matte64).max()) < 0.03
+
+
+def test_box_filter_a_plane_at_a_time_equals_all_planes_at_once() -> None:
+    x = torch.rand(2, 3, 97, 131)
+    planes = matte_module.box_filter(x, 5)
+    c = matte_module._box_sum(F.pad(x, (5, 5, 5, 5)), 11)
+    counts = matte_module._window_counts(97, 5, x.dtype)[:, None] * matte_module._window_counts(131, 5, x.dtype)[None, :]
+    assert torch.equal(planes, c / counts)
+
+
 @pytest.mark.parametrize("size", [(1920, 1080), (731, 389), (64, 48)])
 def test_tiled_matte_pass_equals_the_dense_one(size: tuple[int, int]) -> None:
     """Coefficients with settled sky (b = 1), settled foreground (b = 0) and an unsure band between,
