@@ -27,8 +27,8 @@ from .draws import chance, randint, uniform
 from .sky_line import horizon_rows
 
 SUPERSAMPLE = 4  # per axis: coverage exact to 1/16 of a pixel's area
-MIN_SKY_SHARE = 0.08  # photos with less sky than this get structures only in front of the land
-ANYWHERE_SHARE = 0.4  # of the rest, the share drawn across the whole frame, land included
+MIN_SKY_SHARE = 0.08  # photos with less sky than this get their structures across the whole frame
+ANYWHERE_SHARE = 0.4  # and so do this share of the others (land included); the rest rise from the sky line
 
 Point = tuple[float, float]
 
@@ -212,7 +212,6 @@ def thin_structure_look(
     ground = None if line is None else line.float()
     if ground is None or float(sky.mean()) < MIN_SKY_SHARE or chance(gen, ANYWHERE_SHARE):
         ground = torch.full((w,), float(h))  # as if the ground were the frame's bottom edge
-    image, sky = image.clone(), sky.clone()
     for _ in range(randint(gen, 1, 3)):
         pen = CoveragePen(h, w)
         DRAWERS[randint(gen, 0, len(DRAWERS) - 1)](pen, gen, ground)
