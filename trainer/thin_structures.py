@@ -59,6 +59,11 @@ class CoveragePen:
         return F.avg_pool2d(full, SUPERSAMPLE)[0]
 
 
+def _ground_at(ground: torch.Tensor, x: float) -> float:
+    """The ground row under column ``x`` (clamped into the frame)."""
+    return float(ground[min(max(int(x), 0), len(ground) - 1)])
+
+
 def _bezier(p0: Point, p1: Point, p2: Point, n: int = 12) -> list[Point]:
     return [((1 - t) ** 2 * p0[0] + 2 * (1 - t) * t * p1[0] + t**2 * p2[0],
              (1 - t) ** 2 * p0[1] + 2 * (1 - t) * t * p1[1] + t**2 * p2[1]) for t in (i / n for i in range(n + 1))]
@@ -89,7 +94,7 @@ def _branch(pen: CoveragePen, gen: torch.Generator, x: float, y: float, angle: f
 
 def draw_tree(pen: CoveragePen, gen: torch.Generator, ground: torch.Tensor) -> None:
     x = uniform(gen, 0, pen.width)
-    base = float(ground[min(pen.width - 1, int(x))]) + uniform(gen, 0, 0.1 * pen.height)
+    base = _ground_at(ground, x) + uniform(gen, 0, 0.1 * pen.height)
     length = uniform(gen, 0.12, 0.35) * pen.height
     _branch(pen, gen, x, base, math.pi / 2 + uniform(gen, -0.2, 0.2), length, uniform(gen, 1.0, 5.0),
             randint(gen, 4, 7), leaves=chance(gen, 0.5))
@@ -106,7 +111,7 @@ def draw_wires(pen: CoveragePen, gen: torch.Generator, ground: torch.Tensor) -> 
         if poles:
             for end in (a, b):
                 if 0 <= end[0] < pen.width:
-                    foot = float(ground[int(end[0])])
+                    foot = _ground_at(ground, end[0])
                     pen.line([(end[0], end[1] - 2), (end[0], foot)], uniform(gen, 0.6, 2.5))
 
 
@@ -150,14 +155,14 @@ def draw_lattice(pen: CoveragePen, gen: torch.Generator, ground: torch.Tensor) -
 def draw_mast(pen: CoveragePen, gen: torch.Generator, ground: torch.Tensor) -> None:
     """A mast, pylon or antenna with stays fanning down to the ground and a few spars."""
     x = uniform(gen, 0.05, 0.95) * pen.width
-    foot = float(ground[int(x)])
+    foot = _ground_at(ground, x)
     tip = uniform(gen, 0.0, 0.5) * foot
     pen.line([(x, foot), (x, tip)], uniform(gen, 0.4, 3.0))
     for _ in range(randint(gen, 2, 8)):
         y = uniform(gen, tip, tip + 0.6 * (foot - tip))
         side = uniform(gen, -0.5, 0.5) * pen.width
         end = x + side
-        pen.line([(x, y), (end, float(ground[int(min(max(end, 0), pen.width - 1))]))], uniform(gen, 0.08, 0.5))
+        pen.line([(x, y), (end, _ground_at(ground, end))], uniform(gen, 0.08, 0.5))
     for _ in range(randint(gen, 0, 3)):
         y, half = uniform(gen, tip, foot), uniform(gen, 2, 25)
         pen.line([(x - half, y), (x + half, y)], uniform(gen, 0.2, 1.2))
@@ -171,7 +176,7 @@ def draw_stalks(pen: CoveragePen, gen: torch.Generator, ground: torch.Tensor) ->
     height = uniform(gen, 0.08, 0.4) * pen.height
     for _ in range(randint(gen, 15, 120)):
         x = uniform(gen, x_from, x_to)
-        foot = float(ground[min(pen.width - 1, int(x))]) + uniform(gen, 0, 0.05 * pen.height)
+        foot = _ground_at(ground, x) + uniform(gen, 0, 0.05 * pen.height)
         h = height * uniform(gen, 0.5, 1.2)
         angle = math.pi / 2 + lean + uniform(gen, -0.25, 0.25)
         tip = (x + h * math.cos(angle), foot - h * math.sin(angle))
