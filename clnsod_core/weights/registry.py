@@ -39,41 +39,31 @@ class WeightsEntry:
 
 _NC = "non-commercial (trained on CamVid, CC BY-NC 4.0)"
 
+
+def _release(name: str, sha256: str, size: int, description: str, embedded: bool = False) -> WeightsEntry:
+    """One of the project's own 320 px releases: the file is NAME.pt, published under RELEASE_BASE."""
+    filename = f"{name}.pt"
+    return WeightsEntry(name, filename, RELEASE_BASE + filename, sha256, size, input_size=320, licence=_NC,
+                        description=description, embedded=embedded)
+
+
 REGISTRY: dict[str, WeightsEntry] = {
     entry.name: entry
     for entry in (
-        WeightsEntry(
-            name="clnsod-lite0-320-v3",
-            filename="clnsod-lite0-320-v3.pt",
-            url=RELEASE_BASE + "clnsod-lite0-320-v3.pt",
-            sha256="7c6a0318a45a0932923501af4ac2a95da9dbf8f497a05e2c804801592fc39978",
-            size=8176265,
-            input_size=320,
-            licence=_NC,
-            description="Default: EfficientNet-Lite0 CLN-SOD, 320x320; v2's recipe plus thin structures (trees, wires, "
+        _release(
+            "clnsod-lite0-320-v3", "7c6a0318a45a0932923501af4ac2a95da9dbf8f497a05e2c804801592fc39978", 8176265,
+            "Default: EfficientNet-Lite0 CLN-SOD, 320x320; v2's recipe plus thin structures (trees, wires, "
             "fences, masts, reeds) drawn with exact coverage, blended 0.6/0.4 with v1 (embedded)",
             embedded=True,
         ),
-        WeightsEntry(
-            name="clnsod-lite0-320-v2",
-            filename="clnsod-lite0-320-v2.pt",
-            url=RELEASE_BASE + "clnsod-lite0-320-v2.pt",
-            sha256="c46167f55a47f479657725757161ef2ea5b62d83f8b76e4f7189f0d23711bf33",
-            size=8177225,
-            input_size=320,
-            licence=_NC,
-            description="v2 (the default until 2026-11-30): v1 fine-tuned for interiors, windows, night, calm water "
+        _release(
+            "clnsod-lite0-320-v2", "c46167f55a47f479657725757161ef2ea5b62d83f8b76e4f7189f0d23711bf33", 8177225,
+            "v2 (the default until 2026-11-30): v1 fine-tuned for interiors, windows, night, calm water "
             "and fine edges, blended 0.6/0.4 with v1",
         ),
-        WeightsEntry(
-            name="clnsod-lite0-320",
-            filename="clnsod-lite0-320.pt",
-            url=RELEASE_BASE + "clnsod-lite0-320.pt",
-            sha256="d88a9a0703ad293e92c8477e216dd83d0c29ae05a49d8e12b9d0de8fabd5e610",
-            size=8176073,
-            input_size=320,
-            licence=_NC,
-            description="v1 (the default until 2026-11-29): skyseg train split only; calls many bright ceilings sky",
+        _release(
+            "clnsod-lite0-320", "d88a9a0703ad293e92c8477e216dd83d0c29ae05a49d8e12b9d0de8fabd5e610", 8176073,
+            "v1 (the default until 2026-11-29): skyseg train split only; calls many bright ceilings sky",
         ),
     )
     # Larger or retrained weights are added here once they are published as release assets.
