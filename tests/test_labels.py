@@ -17,7 +17,7 @@ from clnsod_core.masking.matte import MatteOptions, refine_matte, window_max
 from trainer.data import index_data_dir, load_samples
 
 from cli_runner import run_cli
-from conftest import SKYSEG
+from conftest import SHARED_DATA, SKYSEG
 
 
 def _read(dataset: str, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -101,3 +101,35 @@ def test_matte_opens_sky_between_branches(masker: SkyMasker) -> None:
     assert gained.sum() > 5 * max(1, lost.sum())
     assert gained.mean() > 0.01
     assert photo[crowns][gained].mean() > 150
+
+
+def test_matte_lifts_the_networks_veil_off_a_dark_hill(masker: SkyMasker) -> None:
+    """EveningGlow: below a bright sunset sky, the network leaves a faint 0.05-0.3 over the dark hill
+    and treeline (a hazy new sky over them in the composite). Their colours are clearly foreground,
+    so the colour model takes the veil off, while the sky stays fully sky."""
+    with Image.open(SHARED_DATA / "photos" / "plasma_EveningGlow.jpg") as im:
+        photo = np.asarray(im.convert("RGB").resize((1280, 800), Image.Resampling.BOX))
+    prob = masker.predict_working_size([photo])[0]
+    with_colour = refine_matte(photo, prob)
+    plain = refine_matte(photo, prob, MatteOptions(colour_zone=0))
+    hill = (slice(248, 296), slice(0, 384))  # hill and treeline, no sky: rows 31-37 %, left 30 %
+    assert with_colour[hill].mean() < 0.6 * plain[hill].mean()
+    assert (with_colour[hill] > 0.05).mean() < 0.5 * (plain[hill] > 0.05).mean()
+    assert with_colour[:160].mean() > 0.99
+
+
+def test_matte_makes_a_half_believed_sky_fully_sky(masker: SkyMasker, skyseg: Path) -> None:
+    """A real coast photo whose network answer is made unsure over a patch of its open sky (0.6-0.85,
+    mottled, as the network leaves some dusk skies): the patch's colour is the sky's right beside it,
+    so the matte makes it sky instead of a partly replaced old sky."""
+    sample = load_samples([next(r for r in index_data_dir(skyseg, "train") if r.sample_id == "coast_arnat59")])[0]
+    prob = masker.predict_working_size([sample.image])[0].clone()
+    size = prob.shape[0]
+    patch = (slice(size // 10, size // 4), slice(size // 4, 3 * size // 4))
+    assert prob[patch].min() > 0.99
+    prob[patch] = 0.6 + 0.25 * torch.rand(prob[patch].shape, generator=torch.Generator().manual_seed(0))
+    h, w = sample.image.shape[:2]
+    inside = (slice(round(0.12 * h), round(0.23 * h)), slice(round(0.28 * w), round(0.72 * w)))
+    assert (sample.mask[inside] > 127).all()
+    assert refine_matte(sample.image, prob)[inside].mean() > 0.88
+    assert refine_matte(sample.image, prob, MatteOptions(colour_zone=0))[inside].mean() < 0.8

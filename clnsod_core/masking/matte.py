@@ -425,10 +425,13 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
     foreground). Within ``zone`` guide pixels of the sky line, a pixel becomes sky when its colour is
     one the sky shows and the foreground hardly ever does, close to the sky right beside it, and
     inside a structure (foreground colours around it): sky between branches, truss openings, gaps in
-    a fence. A pixel the network calls sky becomes foreground when its colour is clearly foreground
-    near the sky line, or, anywhere, when it is a thin streak of a colour the sky never shows (a
-    mast, a dark cable). Colours both models know (a white wall against a white sky, a dark night
-    sky) keep the network's answer, and far from the sky line nothing opens (snow, water, blue cars).
+    a fence; a pixel the network already calls sky, with such a colour, becomes fully sky (a
+    mottled 0.8 in an open dusk sky, the sky under a bridge deck). A pixel moves toward foreground
+    when its colour is clearly foreground near the sky line, whatever the network said (also the
+    faint veil of 0.05-0.3 it leaves over a dark hill or treeline below a bright sky), or, anywhere,
+    when it is a thin streak of a colour the sky never shows (a mast, a dark cable). Colours both
+    models know (a white wall against a white sky, a dark night sky) keep the network's answer, and
+    far from the sky line nothing opens (snow, water, blue cars).
     Structures thinner than a guide pixel are left to the guided filter."""
     sure_sky, sure_fg = p >= SURE, p <= 1 - SURE
     if not bool(sure_sky.any()) or not bool(sure_fg.any()):
@@ -458,14 +461,15 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
     local_sky = box_filter(guide * sky_f, zone) / nearby.clamp(min=1e-6)
     distance = (guide - local_sky).square().sum(dim=1, keepdim=True)
     like_local_sky = (nearby > 0) & (distance < LOCAL_SKY_DISTANCE**2)
-    opened = near_line & porous & like_local_sky & (sky_c >= 9 * (fg_c + floor))
+    clear_sky = like_local_sky & (sky_c >= 9 * (fg_c + floor))
+    opened = (near_line & porous & clear_sky) | ((p > 0.5) & clear_sky)
     # Thin structures across the sky (wires, cables, masts, twigs) need not be near the sky line and
     # often have colours the foreground elsewhere lacks: cut them where the colour is one the sky
     # never shows, far from the sky beside it, and the pixel is mostly surrounded by sky (so a large
     # dark cloud is not cut, while stars and the sun, which the sure sky holds, never count as novel).
     novel = (nearby > 0) & (sky_c < floor / 10) & (distance > NOVEL_DISTANCE**2)
     thin = box_filter(like_local_sky.float(), local) >= 0.6
-    cut = (p > 0.5) & ((near_line & (fg_c >= 9 * sky_c) & (fg_c >= floor)) | (novel & thin))
+    cut = (near_line & (fg_c >= 9 * sky_c) & (fg_c >= floor)) | (novel & thin)
     posterior = sky_c / (sky_c + fg_c + floor)
     refined = torch.where(opened, torch.maximum(p, posterior), p)
     return torch.where(cut, torch.minimum(refined, posterior), refined)
