@@ -1,4 +1,4 @@
-"""Hard-sky augmentations (night, haze, all-sky and thin-strip crops) on real skyseg photos."""
+"""Hard-sky augmentations (night, haze, storm clouds, all-sky and thin-strip crops) on real skyseg photos."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 from trainer.augment import haze_look, night_look, reflection_look, sky_only_box, thin_strip_box
 from trainer.data import index_skyseg, load_sample
+from trainer.storm_look import storm_look
 
 
 def _sample(skyseg: Path, sample_id: str):
@@ -67,6 +68,20 @@ def test_reflection_mirrors_the_scene_into_water_labelled_foreground(skyseg: Pat
     # The row just under the waterline mirrors the row just above it (darkened by the reflectance).
     above, below = image[:, line - 1], out[:, line]
     assert torch.corrcoef(torch.stack([above.flatten(), below.flatten()]))[0, 1] > 0.8
+
+
+def test_storm_clouds_darken_only_the_sky(skyseg: Path) -> None:
+    sample = _sample(skyseg, "coast_arnat59")
+    image, sky = _tensors(sample)
+    stormy = storm_look(image, sky, _gen(4))
+    assert torch.equal(stormy, storm_look(image, sky, _gen(4)))
+    land = sky[0] == 0
+    assert torch.equal(stormy[:, land], image[:, land])  # the foreground is untouched
+    in_sky = sky[0] > 0.999
+    luma_before, luma_after = image[:, in_sky].mean(dim=0), stormy[:, in_sky].mean(dim=0)
+    darker = luma_after < luma_before - 0.1
+    assert 0.1 < float(darker.float().mean()) < 0.95  # dark masses, not a uniform dimming
+    assert float(luma_after.mean()) < float(luma_before.mean()) - 0.05
 
 
 def test_crops_for_all_sky_and_thin_strips(skyseg: Path) -> None:

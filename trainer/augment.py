@@ -18,6 +18,7 @@ from clnsod_core.network.preprocess import resize_rgb
 from .data import Sample
 from .draws import chance, uniform
 from .sky_line import horizon_rows
+from .storm_look import storm_look
 from .thin_structures import thin_structure_look
 from .window_views import paste_window
 
@@ -29,13 +30,15 @@ class AugmentConfig:
     max_aspect_jitter: float = 1.33
     flip_prob: float = 0.5
     sky_swap_prob: float = 0.15
+    storm_prob: float = 0.12  # dark storm clouds over the labelled sky (see storm_look)
     dusk_prob: float = 0.15
     overcast_prob: float = 0.15
     noise_prob: float = 0.2
     night_prob: float = 0.12  # simulated low-light night shot (see night_look)
-    haze_prob: float = 0.12  # atmospheric haze over the land/water next to the horizon
-    reflection_prob: float = 0.1  # calm water below a waterline mirroring the sky (stays foreground)
-    thin_structure_prob: float = 0.3  # trees, wires, fences... drawn across the sky, exact coverage as label
+    haze_prob: float = 0.15  # atmospheric haze over the land/water next to the horizon
+    reflection_prob: float = 0.15  # calm water below a waterline mirroring the sky (stays foreground)
+    misty_water_share: float = 0.5  # of those, also hazed: a misty lake continuing the sky's colour
+    thin_structure_prob: float = 0.25  # trees, wires, fences... drawn across the sky, exact coverage as label
     sky_crop_prob: float = 0.05  # crop inside the pure-sky band: all-sky (all-cloud) frames
     strip_crop_prob: float = 0.06  # crop that leaves only a thin strip of sky above the land
     window_prob: float = 0.35  # photos without sky: cut in a window (see window_views.paste_window)
@@ -165,11 +168,14 @@ def augment(
         donor = torch.from_numpy(np.array(resize_rgb(np.ascontiguousarray(donor_sky), size))).permute(2, 0, 1).float() / 255
         alpha = F.avg_pool2d(mask[None], 3, stride=1, padding=1, count_include_pad=False)[0]
         image = image * (1 - alpha) + donor * alpha
+    if chance(gen, cfg.storm_prob):
+        image = storm_look(image, mask, gen)
     if sample.ref.mask is not None and chance(gen, cfg.thin_structure_prob):  # outdoor photos
         image, mask, void = thin_structure_look(image, mask, void, gen)
-    if chance(gen, cfg.reflection_prob):
+    water = chance(gen, cfg.reflection_prob)
+    if water:
         image, mask, void = reflection_look(image, mask, void, gen)
-    if chance(gen, cfg.haze_prob):
+    if chance(gen, cfg.haze_prob) or (water and chance(gen, cfg.misty_water_share)):
         image = haze_look(image, mask, gen)
     if chance(gen, cfg.flip_prob):
         image, mask, void = image.flip(-1), mask.flip(-1), void.flip(-1)
