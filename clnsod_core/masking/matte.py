@@ -462,7 +462,7 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
     distance = (guide - local_sky).square().sum(dim=1, keepdim=True)
     like_local_sky = (nearby > 0) & (distance < LOCAL_SKY_DISTANCE**2)
     clear_sky = like_local_sky & (sky_c >= 9 * (fg_c + floor))
-    opened = (near_line & porous & clear_sky) | ((p > 0.5) & clear_sky)
+    opened = clear_sky & ((near_line & porous) | (p > 0.5))
     # Thin structures across the sky (wires, cables, masts, twigs) need not be near the sky line and
     # often have colours the foreground elsewhere lacks: cut them where the colour is one the sky
     # never shows, far from the sky beside it, and the pixel is mostly surrounded by sky (so a large
