@@ -118,18 +118,18 @@ def test_matte_lifts_the_networks_veil_off_a_dark_hill(masker: SkyMasker) -> Non
     assert with_colour[:160].mean() > 0.99
 
 
-def test_matte_makes_a_half_believed_sky_fully_sky(masker: SkyMasker, skyseg: Path) -> None:
+def test_matte_makes_a_half_believed_sky_fully_sky(masker: SkyMasker) -> None:
     """A real coast photo whose network answer is made unsure over a patch of its open sky (0.6-0.85,
     mottled, as the network leaves some dusk skies): the patch's colour is the sky's right beside it,
     so the matte makes it sky instead of a partly replaced old sky."""
-    sample = load_samples([next(r for r in index_data_dir(skyseg, "train") if r.sample_id == "coast_arnat59")])[0]
-    prob = masker.predict_working_size([sample.image])[0].clone()
+    image, label = _read("siftflow", "coast_arnat59")
+    prob = masker.predict_working_size([image])[0].clone()
     size = prob.shape[0]
     patch = (slice(size // 10, size // 4), slice(size // 4, 3 * size // 4))
     assert prob[patch].min() > 0.99
     prob[patch] = 0.6 + 0.25 * torch.rand(prob[patch].shape, generator=torch.Generator().manual_seed(0))
-    h, w = sample.image.shape[:2]
+    h, w = image.shape[:2]
     inside = (slice(round(0.12 * h), round(0.23 * h)), slice(round(0.28 * w), round(0.72 * w)))
-    assert (sample.mask[inside] > 127).all()
-    assert refine_matte(sample.image, prob)[inside].mean() > 0.88
-    assert refine_matte(sample.image, prob, MatteOptions(colour_zone=0))[inside].mean() < 0.8
+    assert (label[inside] > 127).all()
+    assert refine_matte(image, prob)[inside].mean() > 0.88
+    assert refine_matte(image, prob, MatteOptions(colour_zone=0))[inside].mean() < 0.8

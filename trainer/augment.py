@@ -17,7 +17,7 @@ from clnsod_core.network.preprocess import resize_rgb
 
 from .data import Sample
 from .draws import chance, uniform
-from .sky_line import horizon_rows
+from .sky_line import height_above, horizon_rows
 from .storm_look import storm_look
 from .thin_structures import thin_structure_look
 from .window_views import paste_window
@@ -192,11 +192,9 @@ def haze_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> tor
     colour, strongest at the horizon and decaying with distance below it, while the label keeps
     them foreground (haze continuing the sky's colour must not become sky)."""
     horizon = horizon_rows(sky)
-    h, w = img.shape[1:]
     if horizon is None or float(sky.mean()) > 0.9:
         return img
-    rows = torch.arange(h, dtype=torch.float32).view(h, 1)
-    below = (rows - horizon.view(1, w).float()) / h  # > 0 under the horizon
+    below = -height_above(horizon, img.shape[1])  # > 0 under the horizon
     near_sky = (sky[0] > 0.5) & (below > -0.12)
     if int(near_sky.sum()) < 16:
         return img
@@ -257,8 +255,7 @@ def night_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> to
     night_sky = luma * sky_tint * uniform(gen, 0.004, 0.04)
     horizon = horizon_rows(sky)
     if horizon is not None and chance(gen, 0.6):  # city glow / last twilight above the horizon
-        rows = torch.arange(h, dtype=torch.float32).view(h, 1)
-        above = ((horizon.view(1, w).float() - rows) / h).clamp(min=0)
+        above = height_above(horizon, h).clamp(min=0)
         glow = torch.exp(-above / uniform(gen, 0.05, 0.35))[None]
         glow_colour = torch.tensor([1.0, uniform(gen, 0.45, 0.75), uniform(gen, 0.2, 0.5)]).view(3, 1, 1)
         night_sky = night_sky + glow * glow_colour * uniform(gen, 0.003, 0.03)

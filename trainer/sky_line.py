@@ -17,3 +17,10 @@ def horizon_rows(sky: torch.Tensor) -> torch.Tensor | None:
     lowest = torch.where(s, rows, torch.full_like(rows, -1)).amax(dim=0) + 1
     fill = lowest[has_sky].float().median().round().long()
     return torch.where(has_sky, lowest, fill)
+
+
+def height_above(horizon: torch.Tensor, height: int) -> torch.Tensor:
+    """(height, S): how far each pixel lies above its column's sky line (``horizon_rows``), as a share
+    of the frame's height; negative below it."""
+    rows = torch.arange(height, dtype=torch.float32).view(height, 1)
+    return (horizon.view(1, -1).float() - rows) / height

@@ -13,8 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clnsod_core.compositing.fields import smoothstep
+
 from .draws import chance, randint, uniform
-from .sky_line import horizon_rows
+from .sky_line import height_above, horizon_rows
 
 
 def fractal_noise(height: int, width: int, gen: torch.Generator, octaves: int = 5) -> torch.Tensor:
@@ -31,11 +33,6 @@ def fractal_noise(height: int, width: int, gen: torch.Generator, octaves: int = 
     return (total - low) / (high - low).clamp(min=1e-6)
 
 
-def _smoothstep(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    t = ((x - lo) / max(hi - lo, 1e-6)).clamp(0, 1)
-    return t * t * (3 - 2 * t)
-
-
 def storm_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """``img`` (3, H, W) with dark cloud masses over its sky (``sky`` (1, H, W), the soft label).
     Half of the time the clouds thicken toward the sky line: a storm bank on the horizon."""
@@ -45,12 +42,11 @@ def storm_look(img: torch.Tensor, sky: torch.Tensor, gen: torch.Generator) -> to
     density = fractal_noise(h, w, gen)
     horizon = horizon_rows(sky)
     if horizon is not None and chance(gen, 0.5):  # a bank resting on the horizon
-        rows = torch.arange(h, dtype=torch.float32).view(h, 1)
-        above = ((horizon.view(1, w).float() - rows) / h).clamp(min=0)
+        above = height_above(horizon, h).clamp(min=0)
         density = density + uniform(gen, 0.2, 0.6) * torch.exp(-above / uniform(gen, 0.1, 0.4))
     threshold = uniform(gen, 0.3, 0.65)
     edge = uniform(gen, 0.05, 0.25)
-    cover = _smoothstep(density, threshold - edge, threshold + edge)
+    cover = smoothstep(threshold - edge, threshold + edge, density)
     # Cloud bases are darker than their tops: shade by how far the density has risen above the edge.
     depth = (density - threshold).clamp(min=0) / max(1e-6, 1 - threshold)
     grey = uniform(gen, 0.12, 0.5)
