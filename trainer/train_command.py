@@ -77,6 +77,8 @@ class TrainProgress:
               help="Start from the embedded weights (fine-tuning), ImageNet (needs the train extra), "
               "or any weights --weights accepts.")
 @click.option("--no-context", is_flag=True, help="Ablation: drop the context-aware map and the affinity loss.")
+@click.option("--no-affinity-loss", is_flag=True,
+              help="Ablation: keep the context-aware map but train it through the sky BCE only (no pull toward A).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True, help="Steps.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
 @click.option("--no-validate", is_flag=True, help="Skip the per-epoch validation.")
@@ -92,7 +94,7 @@ class TrainProgress:
 def train_command(
     data: tuple[Path, ...], no_sky: tuple[Path, ...], exclude: tuple[Path, ...], out: Path, resume: bool,
     epochs: int, batch_size: int, lr: float, init: str,
-    no_context: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, freeze_norm: bool, threads: int,
+    no_context: bool, no_affinity_loss: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, freeze_norm: bool, threads: int,
     device: str, seed: int, no_amp: bool,
 ) -> None:
     """Train CLN-SOD. Under torchrun (``torchrun --nproc-per-node N --no-python clnsod train ...``) it runs DDP."""
@@ -121,6 +123,7 @@ def train_command(
         threads=threads, amp=not no_amp, imagenet_init=imagenet, init_weights=init_weights, device=device,
         max_steps=max_steps, validate=not no_validate, freeze_norm=freeze_norm,
         model={"use_context_prior": False} if no_context else {},
+        affinity_weight=0.0 if no_affinity_loss else 1.0,
     )
     progress = TrainProgress()
     try:
