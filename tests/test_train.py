@@ -91,8 +91,8 @@ def test_no_context_conflicts_with_context_weights(tiny_dataset: Path, tmp_path:
 
 def test_no_affinity_loss_keeps_the_map_but_not_its_loss(tiny_dataset: Path, tmp_path: Path) -> None:
     """The second ablation: the same first step with and without the affinity loss (same weights, seed
-    and batch) differs by exactly that loss; the context-aware map stays in the network, and a resumed
-    run keeps the setting."""
+    and batch) differs by exactly that loss; the context-aware map stays in the network, and the
+    checkpoint records the setting, which ``--resume`` replays."""
     losses = {}
     for name, extra in (("with", ()), ("without", ("--no-affinity-loss",))):
         result = train("--data", tiny_dataset, "--out", tmp_path / name, "--batch-size", "2", "--max-steps", "1",
