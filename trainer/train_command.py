@@ -123,7 +123,7 @@ def train_command(
         threads=threads, amp=not no_amp, imagenet_init=imagenet, init_weights=init_weights, device=device,
         max_steps=max_steps, validate=not no_validate, freeze_norm=freeze_norm,
         model={"use_context_prior": False} if no_context else {},
-        affinity_weight=0.0 if no_affinity_loss else 1.0,
+        affinity_weight=0.0 if no_affinity_loss else TrainConfig.affinity_weight,
     )
     progress = TrainProgress()
     try:
