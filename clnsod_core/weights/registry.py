@@ -51,14 +51,19 @@ REGISTRY: dict[str, WeightsEntry] = {
     entry.name: entry
     for entry in (
         _release(
-            "clnsod-lite0-320-v4", "472b4887d62a6f3b20490e4705114db58072da3891b94aeb3c54ef669f792000", 8176265,
-            "Default: EfficientNet-Lite0 CLN-SOD, 320x320; v3 tuned one more epoch with storm clouds and misty "
-            "water added to its looks, blended 0.7/0.3 with v1 (embedded)",
+            "clnsod-lite0-320-v5", "4eb918d08497c1f4cee0507c5dcdbf75f7824f095c22395896b3e2594eba1699", 8176329,
+            "Default: EfficientNet-Lite0 CLN-SOD, 320x320; v4's recipe with the polygon labels given beside "
+            "the refined soft targets, blended 0.7/0.3 with v1 (embedded)",
             embedded=True,
         ),
         _release(
+            "clnsod-lite0-320-v4", "472b4887d62a6f3b20490e4705114db58072da3891b94aeb3c54ef669f792000", 8176265,
+            "v4 (the default on 2026-11-30, until v5): v3 tuned one more epoch with storm clouds and misty "
+            "water added to its looks, blended 0.7/0.3 with v1",
+        ),
+        _release(
             "clnsod-lite0-320-v3", "7c6a0318a45a0932923501af4ac2a95da9dbf8f497a05e2c804801592fc39978", 8176265,
-            "v3 (the default on 2026-11-30): v2's recipe plus thin structures (trees, wires, fences, masts, "
+            "v3 (the default on 2026-11-30, until v4): v2's recipe plus thin structures (trees, wires, fences, masts, "
             "reeds) drawn with exact coverage, blended 0.6/0.4 with v1",
         ),
         _release(
@@ -73,7 +78,7 @@ REGISTRY: dict[str, WeightsEntry] = {
     )
     # Larger or retrained weights are added here once they are published as release assets.
 }
-DEFAULT_WEIGHTS = "clnsod-lite0-320-v4"
+DEFAULT_WEIGHTS = "clnsod-lite0-320-v5"
 
 
 def cache_dir() -> Path:
