@@ -207,6 +207,7 @@ def check_replace_case(krita_run: dict, tmp_path: Path, undo_trees: list) -> Non
     assert case["action_found"] and "Replace Sky" in case["action_text"]
     assert case["progress_seen"], "no progress dialog while the core ran"
     assert "error_text" not in case, case.get("error_text")
+    assert case["outcome"] == "done"
     # Layer tree, top to bottom (PROTOCOL.md section 5, in a pass-through group that only serves undo):
     # lighting, sky + its mask, above the untouched original.
     original = case["before_tree"][0]
@@ -314,7 +315,7 @@ def test_cancel_and_core_error_in_real_krita(krita_run: dict) -> None:
     cancel = report["cases"]["cancel"]
     assert cancel["progress_seen"] and "error_text" not in cancel
     assert cancel["after_tree"] == cancel["before_tree"], "cancel left layers behind"
-    assert cancel["seconds"] < 4, f"cancel took {cancel['seconds']} s"
+    assert cancel["outcome"] == "cancelled", f"the render was not stopped: it ended {cancel['outcome']!r}"
     assert cancel["original_untouched"]
     bad = report["cases"]["bad_sky"]
     assert "not_an_image.jpg" in bad.get("error_text", ""), bad

@@ -75,6 +75,7 @@ class ReplaceSkyExtension(Extension):
         self._dialog: ReplaceSkyDialog | None = None
         self._opened_at = 0.0
         self.timings: dict[str, float] = {}  # seconds from the action to the dialog's first pictures (tests)
+        self.last_outcome = ""  # how the last full render ended: done, no sky, cancelled or the error (tests)
 
     def setup(self) -> None:
         pass
@@ -151,7 +152,7 @@ class ReplaceSkyExtension(Extension):
         # garbage collector can free such a lambda (a cycle through its own sender) while the dialog
         # is open, and Krita then crashes when OK calls it.
         self._dialog, self._session, self._doc, self._source = dialog, session, doc, node
-        self.timings = {}
+        self.timings, self.last_outcome = {}, ""
         dialog.accepted.connect(self._accepted)
         dialog.rejected.connect(self._rejected)
         dialog.request_preview.connect(self._preview)
@@ -316,6 +317,7 @@ class ReplaceSkyExtension(Extension):
 
     def _on_rendered(self, event: bridge_client.Event) -> None:
         session, doc, node = self._session, self._doc, self._source
+        self.last_outcome = event.message if event.kind == "error" else "done" if event.sky_found else "no sky"
         try:
             if event.kind == "error":
                 self._end_run()

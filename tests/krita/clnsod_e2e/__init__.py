@@ -204,6 +204,7 @@ class Case:
             self.result["error_modal"] = box.isModal()
             box.close()
         self.result["seconds"] = round(time.monotonic() - self.started, 2)
+        self.result["outcome"] = extension().last_outcome
         return True
 
     def record(self):
