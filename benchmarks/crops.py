@@ -5,7 +5,7 @@ composite with a contrasting preset is written at full size, and a 100 % crop (n
 on the most detailed stretch of the sky line is put side by side for all weights, with the mattes
 below, so the before/after difference is seen at the pixel level.
 
-    python benchmarks/crops.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-320-v5.pt --out /tmp/crops
+    python benchmarks/crops.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-384-v6.pt --out /tmp/crops
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ alpha-matting benchmark's measures (Rhemann et al., alphamatting.com: SAD and gr
 connectivity errors, each summed and divided by 1000, and MSE), IoU of sky at 0.5, and the mean
 absolute error within 8 px of the true sky line.
 
-    python benchmarks/fine_structure.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-320-v5.pt
+    python benchmarks/fine_structure.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-384-v6.pt
     python benchmarks/fine_structure.py --count 16 --save /tmp/fine   # look at composites and alphas
 """
 

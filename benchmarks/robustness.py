@@ -22,7 +22,7 @@ are scored. Besides IoU and recall at 0.5, "sky alpha" is the mean matte over th
 of the new sky a composite shows there (a soft 0.7 everywhere counts as sky at 0.5 but leaves 30 %
 of the old sky visible), and "sky replaced fully" the share of it with a matte of at least 0.98.
 
-    python benchmarks/robustness.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-320-v5.pt
+    python benchmarks/robustness.py --weights OLD.pt --weights clnsod_core/weights/clnsod-lite0-384-v6.pt
 """
 
 from __future__ import annotations

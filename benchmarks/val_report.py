@@ -7,7 +7,7 @@ sky line. Three upsamplings of the same network output are scored: ``bilinear`` 
 ``matte`` (the edge-aware matte that ``clnsod mask`` writes) and ``matte-no-colour`` (the same
 without its colour model, to see what that adds).
 
-    python benchmarks/val_report.py --weights clnsod_core/weights/clnsod-lite0-320-v5.pt \\
+    python benchmarks/val_report.py --weights clnsod_core/weights/clnsod-lite0-384-v6.pt \\
         --weights /path/to/ablation/weights.pt --data ../shared/data/skyseg
 """
 

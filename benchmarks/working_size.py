@@ -14,13 +14,21 @@ is one 320 x 320 square. Three ways to feed it a 4:3 or 3:2 photo, each scored b
 Photos: the skyseg ``val`` photos that are not square (camvid 4:3, stanford ~4:3) and composites
 of the fine-structure benchmark (3:2, exact alpha). Same photos and weights for every way.
 
-    python benchmarks/working_size.py [--weights W.pt] [--composites 48]
+``--sizes`` also scores the working resolution: the same weights moved to each size
+(``trainer/input_size.py``: the context map resampled over its position grid, nothing retrained),
+squashed, with each size's network latency as a ratio to the first size's (medians of alternating
+runs in this process, timed as ``network_latency.py`` times them).
+
+    python benchmarks/working_size.py [--weights W.pt] [--composites 48] [--sizes 320,352,384,416]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,9 +44,11 @@ from clnsod_core.masking.matte import refine_matte  # noqa: E402
 from clnsod_core.masking.metrics import MetricAccumulator  # noqa: E402
 from clnsod_core.network.model import CLNSOD  # noqa: E402
 from clnsod_core.runtime import tune_allocator  # noqa: E402
-from clnsod_core.weights.format import load_model  # noqa: E402
-from fine_structure import make_composite, measures  # noqa: E402
-from trainer.data import index_data_dir, load_samples  # noqa: E402
+from clnsod_core.weights.format import load_model, save_weights  # noqa: E402
+from fine_structure import Composite, make_composite, measures  # noqa: E402
+from network_latency import make_clnsod  # noqa: E402
+from trainer.data import Sample, index_data_dir, load_samples  # noqa: E402
+from trainer.input_size import with_input_size  # noqa: E402
 from val_report import boundary_band  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -89,33 +99,69 @@ WAYS: dict[str, Callable[[CLNSOD, np.ndarray], torch.Tensor]] = {
 }
 
 
+def score(model: CLNSOD, way: Callable[[CLNSOD, np.ndarray], torch.Tensor], val: list[Sample],
+          composites: list[Composite]) -> str:
+    """Table cells: val IoU and band MAE, composites' IoU, MSE and 8-px band error (final matte)."""
+    acc, band_err = MetricAccumulator(stretch=False), []
+    for s in val:
+        matte, gt = refine_matte(s.image, way(model, s.image)), s.mask > 127
+        acc.add(matte, gt, s.void)
+        band = boundary_band(gt, 8) & (~s.void if s.void is not None else True)
+        if band.any():
+            band_err.append(float(np.abs(matte[band] - gt[band]).mean()))
+    rows = [measures(refine_matte(c.image, way(model, c.image)), c.sky_alpha) for c in composites]
+    inter, union = sum(r["inter"] for r in rows), sum(r["union"] for r in rows)
+    return (f"{acc.result()['iou']:.4f} | {np.mean(band_err):.4f} | {inter / union:.4f} | "
+            f"{np.mean([r['mse'] for r in rows]):.5f} | {np.mean([r['band_err'] for r in rows]):.4f}")
+
+
+def latency_ratios(models: list[CLNSOD], runs: int = 30) -> list[float]:
+    """Each model's median network latency over the first's, timed in alternating rounds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        nets = []
+        for i, model in enumerate(models):
+            save_weights(model, Path(tmp) / f"{i}.pt")
+            nets.append(make_clnsod(2, str(Path(tmp) / f"{i}.pt"))[0])
+    times: list[list[float]] = [[] for _ in nets]
+    for round_ in range(runs + 5):
+        for run, samples in zip(nets, times):
+            start = time.perf_counter()
+            run()
+            if round_ >= 5:  # warm-up rounds are not counted
+                samples.append(time.perf_counter() - start)
+    medians = [statistics.median(t) for t in times]
+    return [m / medians[0] for m in medians]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(embedded_weights_path()))
     parser.add_argument("--composites", type=int, default=48, help="fine-structure composites to score")
     parser.add_argument("--limit", type=int, default=1, help="use every k-th non-square val photo")
+    parser.add_argument("--sizes", default="", help="working sizes to move the weights to and score, e.g. 320,384")
     args = parser.parse_args()
     tune_allocator()
     torch.set_num_threads(2)
     model = load_model(Path(args.weights))
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    try:
+        moved = [with_input_size(model, size) for size in sizes]
+    except ValueError as exc:
+        parser.error(f"--sizes: {exc}")
     val = [s for s in load_samples(index_data_dir(SHARED / "skyseg", "val")) if s.image.shape[0] != s.image.shape[1]][:: args.limit]
-    print(f"weights {args.weights}; {len(val)} non-square val photos, {args.composites} composites at 1800x1200\n")
+    print(f"weights {args.weights} ({model.config.input_size} px); {len(val)} non-square val photos, "
+          f"{args.composites} composites at 1800x1200\n")
+    composites = [make_composite(i) for i in range(args.composites)]
     print("| way | network runs | val IoU | val band MAE | composites IoU | composites MSE | composites 8-px band error |")
     print("|---|---|---|---|---|---|---|")
-    composites = [make_composite(i) for i in range(args.composites)]
     for name, way in WAYS.items():
-        acc, band_err = MetricAccumulator(stretch=False), []
-        for s in val:
-            matte, gt = refine_matte(s.image, way(model, s.image)), s.mask > 127
-            acc.add(matte, gt, s.void)
-            band = boundary_band(gt, 8) & (~s.void if s.void is not None else True)
-            if band.any():
-                band_err.append(float(np.abs(matte[band] - gt[band]).mean()))
-        rows = [measures(refine_matte(c.image, way(model, c.image)), c.sky_alpha) for c in composites]
-        inter, union = sum(r["inter"] for r in rows), sum(r["union"] for r in rows)
-        result = acc.result()
-        print(f"| {name} | {'2+' if name == 'tiles' else 1} | {result['iou']:.4f} | {np.mean(band_err):.4f} | "
-              f"{inter / union:.4f} | {np.mean([r['mse'] for r in rows]):.5f} | {np.mean([r['band_err'] for r in rows]):.4f} |")
+        print(f"| {name} | {'2+' if name == 'tiles' else 1} | {score(model, way, val, composites)} |", flush=True)
+    if moved:
+        print("\n| working size (squash) | network latency vs the first | val IoU | val band MAE | composites IoU | "
+              "composites MSE | composites 8-px band error |")
+        print("|---|---|---|---|---|---|---|")
+        for size, net, ratio in zip(sizes, moved, latency_ratios(moved)):
+            print(f"| {size}x{size} | {ratio:.2f}x | {score(net, squash, val, composites)} |", flush=True)
 
 
 if __name__ == "__main__":

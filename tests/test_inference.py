@@ -16,7 +16,7 @@ def masker() -> SkyMasker:
 
 def test_embedded_weights_are_small_fp16(masker: SkyMasker) -> None:
     assert embedded_weights_path().stat().st_size <= 20 * 1024 * 1024
-    assert masker.input_size == 320 and masker.model.config.use_context_prior
+    assert masker.input_size == 384 and masker.model.config.use_context_prior
 
 
 def test_full_resolution_probability(masker: SkyMasker, landscape_photo: Path) -> None:

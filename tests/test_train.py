@@ -56,7 +56,7 @@ def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path) -> None:
     ckpt = torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4 and ckpt["scheduler"]["last_epoch"] == 4
     model = load_model(tmp_path / "b" / "weights.pt")  # the final file loads as a model
-    assert model.config.input_size == 320
+    assert model.config.input_size == 384  # the default weights' size, kept when fine-tuning
 
 
 def test_truncated_checkpoint_is_detected(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from clnsod_core.weights.format import WeightsError, load_model, save_torch, sav
 
 from .augment import AugmentConfig, augment, pure_sky_band
 from .data import DatasetError, Sample, SampleRef, index_data_dir, index_no_sky, load_samples, read_exclusion_list
+from .input_size import with_input_size
 
 log = logging.getLogger("clnsod.train")
 CHECKPOINT_NAME = "last.pt"
@@ -375,7 +376,8 @@ def _resume_config(
 
 
 def _start_weights(cfg: TrainConfig, resuming: bool) -> tuple[TrainConfig, CLNSOD | None]:
-    """The CLN-SOD weights a new run fine-tunes from, if any; fine-tuning keeps their architecture."""
+    """The CLN-SOD weights a new run fine-tunes from, if any; fine-tuning keeps their architecture
+    (moved to another working size when the run asks for one)."""
     if resuming or not cfg.init_weights:
         return cfg, None
     init_model = load_model(Path(cfg.init_weights))
@@ -383,6 +385,9 @@ def _start_weights(cfg: TrainConfig, resuming: bool) -> tuple[TrainConfig, CLNSO
     if wanted is not None and wanted != init_model.config.use_context_prior:
         raise WeightsError(f"{cfg.init_weights}: these weights {'have' if not wanted else 'lack'} the "
                            "context-aware map; drop --no-context or start from other weights")
+    size = cfg.model.get("input_size")
+    if size is not None and size != init_model.config.input_size:
+        init_model = with_input_size(init_model, size)
     return TrainConfig(**{**asdict(cfg), "model": init_model.config.to_dict()}), init_model
 
 

@@ -58,6 +58,12 @@ class TrainProgress:
             self.bar = None
 
 
+def _check_input_size(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value % 32:
+        raise click.BadParameter(f"{value} is not a multiple of 32 (e.g. 320, 352, 384)")
+    return value
+
+
 @click.command("train")
 @click.option("--data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset folder: an index.jsonl (skyseg layout) or images/ + masks/ (+ void/). Repeatable.")
@@ -76,6 +82,10 @@ class TrainProgress:
 @click.option("--init", "init", default="default", show_default=True, metavar="default|imagenet|NAME|PATH|URL",
               help="Start from the embedded weights (fine-tuning), ImageNet (needs the train extra), "
               "or any weights --weights accepts.")
+@click.option("--input-size", type=click.IntRange(min=64), default=None, callback=_check_input_size,
+              help="Working resolution in px (square, a multiple of 32). Default: that of the --init weights "
+              "(320 from ImageNet). Weights of another size are moved to this one first (their context map "
+              "resampled over the position grid, see trainer/input_size.py).")
 @click.option("--no-context", is_flag=True, help="Ablation: drop the context-aware map and the affinity loss.")
 @click.option("--no-affinity-loss", is_flag=True,
               help="Ablation: keep the context-aware map but train it through the sky BCE only (no pull toward A).")
@@ -93,7 +103,7 @@ class TrainProgress:
               "MPS always trains in fp32).")
 def train_command(
     data: tuple[Path, ...], no_sky: tuple[Path, ...], exclude: tuple[Path, ...], out: Path, resume: bool,
-    epochs: int, batch_size: int, lr: float, init: str,
+    epochs: int, batch_size: int, lr: float, init: str, input_size: int | None,
     no_context: bool, no_affinity_loss: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, freeze_norm: bool, threads: int,
     device: str, seed: int, no_amp: bool,
 ) -> None:
@@ -122,7 +132,8 @@ def train_command(
         out=str(out), epochs=epochs, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, seed=seed,
         threads=threads, amp=not no_amp, imagenet_init=imagenet, init_weights=init_weights, device=device,
         max_steps=max_steps, validate=not no_validate, freeze_norm=freeze_norm,
-        model={"use_context_prior": False} if no_context else {},
+        model={**({"use_context_prior": False} if no_context else {}),
+               **({"input_size": input_size} if input_size else {})},
         affinity_weight=0.0 if no_affinity_loss else TrainConfig.affinity_weight,
     )
     progress = TrainProgress()

@@ -6,7 +6,7 @@ pixel by how sure the network is there ((2p - 1)^2), so the colours of confident
 confident foreground decide the uncertain pixels between them (the idea of the weighted
 guided upsampling in "Sky Optimization", and of He & Sun's fast guided filter). A and b are
 then upsampled and applied to the full-resolution photo, so the matte follows colour edges
-the network cannot resolve at 320 px (branches, reeds, wires) without upsampling halos.
+the network cannot resolve at its 320-384 px working size (branches, reeds, wires) without upsampling halos.
 Edge shift grows/shrinks the sky; edge fade feathers it.
 """
 
@@ -27,7 +27,7 @@ from clnsod_core.options import check_part, defaults
 
 # A photo whose network sky (probability >= 0.5 at the working size) covers less than this share
 # of the frame has no sky: its matte is all zero, ``replace`` leaves the photo unchanged. 0.2 % is a
-# 14 x 14 px patch at 320 x 320, far less than sky seen through any real window, and more than the
+# 17 x 17 px patch at 384 x 384 (14 x 14 at 320 x 320), far less than sky seen through any real window, and more than the
 # specks a bright lamp or a white ceiling corner can still get.
 NO_SKY_AREA = 0.002
 

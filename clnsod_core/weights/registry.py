@@ -40,10 +40,11 @@ class WeightsEntry:
 _NC = "non-commercial (trained on CamVid, CC BY-NC 4.0)"
 
 
-def _release(name: str, sha256: str, size: int, description: str, embedded: bool = False) -> WeightsEntry:
-    """One of the project's own 320 px releases: the file is NAME.pt, published under RELEASE_BASE."""
+def _release(name: str, sha256: str, size: int, description: str, embedded: bool = False,
+             input_size: int = 320) -> WeightsEntry:
+    """One of the project's own releases: the file is NAME.pt, published under RELEASE_BASE."""
     filename = f"{name}.pt"
-    return WeightsEntry(name, filename, RELEASE_BASE + filename, sha256, size, input_size=320, licence=_NC,
+    return WeightsEntry(name, filename, RELEASE_BASE + filename, sha256, size, input_size=input_size, licence=_NC,
                         description=description, embedded=embedded)
 
 
@@ -51,10 +52,15 @@ REGISTRY: dict[str, WeightsEntry] = {
     entry.name: entry
     for entry in (
         _release(
+            "clnsod-lite0-384-v6", "df030c89c247950e8883ab56a79b4dfcbc942f3f1e648ca86c916aefc074730f", 8223049,
+            "Default: EfficientNet-Lite0 CLN-SOD, 384x384; v5 moved to 384 px averaged with v5's recipe "
+            "trained at 384 px (embedded)",
+            embedded=True, input_size=384,
+        ),
+        _release(
             "clnsod-lite0-320-v5", "4eb918d08497c1f4cee0507c5dcdbf75f7824f095c22395896b3e2594eba1699", 8176329,
-            "Default: EfficientNet-Lite0 CLN-SOD, 320x320; v4's recipe with the polygon labels given beside "
-            "the refined soft targets, blended 0.7/0.3 with v1 (embedded)",
-            embedded=True,
+            "v5 (the default on 2026-11-30, until v6): v4's recipe with the polygon labels given beside "
+            "the refined soft targets, blended 0.7/0.3 with v1",
         ),
         _release(
             "clnsod-lite0-320-v4", "472b4887d62a6f3b20490e4705114db58072da3891b94aeb3c54ef669f792000", 8176265,
@@ -78,7 +84,7 @@ REGISTRY: dict[str, WeightsEntry] = {
     )
     # Larger or retrained weights are added here once they are published as release assets.
 }
-DEFAULT_WEIGHTS = "clnsod-lite0-320-v5"
+DEFAULT_WEIGHTS = "clnsod-lite0-384-v6"
 
 
 def cache_dir() -> Path:

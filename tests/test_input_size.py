@@ -1,0 +1,62 @@
+"""Moving trained weights to another working size (trainer/input_size.py, ``clnsod train --input-size``),
+on the embedded weights and a real photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_runner import run_cli
+
+from clnsod_core.masking.inference import SkyMasker, embedded_weights_path
+from clnsod_core.weights.format import load_model
+from trainer.input_size import CONTEXT_MAP_PREFIX, convert_file, resample_positions
+
+
+def train(*args: str | Path):
+    return run_cli("train", *args, env={"OMP_NUM_THREADS": "1"}, timeout=600)
+
+
+def test_position_grid_is_resampled_not_reordered() -> None:
+    """A per-position value that is a smooth function of the position stays that function on the new grid."""
+    side, new_side = 4, 7
+    ys, xs = np.meshgrid(np.linspace(0, 1, side), np.linspace(0, 1, side), indexing="ij")
+    values = torch.tensor(np.stack([ys.ravel(), xs.ravel()], axis=1), dtype=torch.float32)  # (16, 2)
+    out = resample_positions(values, side, new_side)
+    ys2, xs2 = np.meshgrid(np.linspace(0, 1, new_side), np.linspace(0, 1, new_side), indexing="ij")
+    np.testing.assert_allclose(out.numpy(), np.stack([ys2.ravel(), xs2.ravel()], axis=1), atol=1e-6)
+    assert torch.equal(resample_positions(values, side, side), values)
+
+
+def test_moved_weights_keep_the_network_and_the_answer(tmp_path: Path, landscape_photo: Path) -> None:
+    out = tmp_path / "384.pt"
+    convert_file(embedded_weights_path(), 384, out)
+    old, new = load_model(embedded_weights_path()), load_model(out)
+    assert new.config.input_size == 384 and new.config.num_positions == 24 * 24
+    old_state, new_state = old.state_dict(), new.state_dict()
+    for name, value in old_state.items():
+        if name.startswith(CONTEXT_MAP_PREFIX) and value.dim() >= 1:
+            assert new_state[name].shape[0] == 576  # one channel per position of the 24 x 24 grid
+        else:
+            assert torch.equal(new_state[name], value), name
+    # The same photo's sky at both sizes: the moved network works without any training.
+    old_sky = SkyMasker(embedded_weights_path(), device="cpu").predict_file(landscape_photo)[1] >= 0.5
+    new_sky = SkyMasker(out, device="cpu").predict_file(landscape_photo)[1] >= 0.5
+    assert 0.05 < old_sky.mean() < 0.95
+    assert (old_sky & new_sky).sum() / (old_sky | new_sky).sum() > 0.95
+
+
+def test_train_at_another_size(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train("--data", tiny_dataset, "--out", tmp_path / "run", "--input-size", "352", "--batch-size", "2",
+                   "--max-steps", "1", "--threads", "1", "--no-validate")
+    assert result.returncode == 0, result.stderr
+    assert load_model(tmp_path / "run" / "weights.pt").config.input_size == 352
+
+
+@pytest.mark.parametrize("size", ["350", "32"])
+def test_train_refuses_a_size_the_network_cannot_take(tiny_dataset: Path, tmp_path: Path, size: str) -> None:
+    result = train("--data", tiny_dataset, "--out", tmp_path / "run", "--input-size", size, "--max-steps", "1")
+    assert result.returncode == 2 and "--input-size" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
