@@ -1,13 +1,13 @@
 """How the network should look at a photo that is not square: measured, not assumed.
 
-The network's context map has a fixed number of positions (20 x 20 at 320 x 320), so its input
-is one 320 x 320 square. Three ways to feed it a 4:3 or 3:2 photo, each scored by the final matte
-(what ``clnsod mask`` writes) against the truth:
+The network's context map has a fixed number of positions (20 x 20 at 320 x 320, 24 x 24 at
+384 x 384), so its input is one S x S square. Three ways to feed it a 4:3 or 3:2 photo, each scored
+by the final matte (what ``clnsod mask`` writes) against the truth:
 
-- ``squash``: the whole photo resized to 320 x 320, aspect not kept (what the tool does today);
-- ``letterbox``: the long side resized to 320, the short side padded by repeating the edge rows,
+- ``squash``: the whole photo resized to S x S, aspect not kept (what the tool does);
+- ``letterbox``: the long side resized to S, the short side padded by repeating the edge rows,
   the padding cropped away from the answer (aspect kept, fewer pixels of the photo seen);
-- ``tiles``: the short side resized to 320, overlapping 320 squares along the long side (two for
+- ``tiles``: the short side resized to S, overlapping S squares along the long side (two for
   4:3 and 3:2), their answers blended with weights that trust each square's middle (aspect kept,
   more pixels, at least twice the network cost).
 
