@@ -80,7 +80,8 @@ def test_weight_files_written_before_backbones_were_pluggable_still_load(tmp_pat
     model = load_model(legacy)
     assert model.config.backbone == "efficientnet_lite0"
     assert tuple(model.mean.flatten().tolist()) == pytest.approx(spec.mean)
-    images = torch.rand(1, 3, 320, 320)
+    size = model.config.input_size
+    images = torch.rand(1, 3, size, size)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(images).logits, load_model(resolve_weights(None)).eval()(images).logits)
 

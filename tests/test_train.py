@@ -155,11 +155,12 @@ def test_freeze_norm_keeps_the_start_weights_batchnorm_statistics(landscape_phot
     from trainer.data import Sample, SampleRef
     from trainer.train import set_training_mode, validate
 
+    size = load_model(resolve_weights(None)).config.input_size
     with Image.open(landscape_photo) as im:
-        photo = np.asarray(im.convert("RGB").resize((320, 320)))
+        photo = np.asarray(im.convert("RGB").resize((size, size)))
     batch = torch.from_numpy(photo.copy()).permute(2, 0, 1).float()[None] / 255
     sky = np.zeros(photo.shape[:2], np.uint8)
-    sky[: int(0.4 * 320)] = 255  # the fixture's top 40 % is sky
+    sky[: int(0.4 * size)] = 255  # the fixture's top 40 % is sky
     photo_sample = Sample(SampleRef("storm", "storm", landscape_photo, None, None), photo, sky, None)
     moved = {}
     for freeze in (True, False):
