@@ -19,6 +19,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -65,6 +66,21 @@ def make_u2netp(threads: int):
         session.run(None, {inp.name: x})
 
     return run, 320
+
+
+def time_alternating(runs: list[Callable[[], None]], rounds: int, warmup: int) -> list[list[float]]:
+    """Milliseconds per call of each function: ``warmup`` untimed calls each, then ``rounds`` rounds
+    that call them in turn, so drift in the machine's speed hits all of them alike."""
+    for run in runs:
+        for _ in range(warmup):
+            run()
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for run, samples in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            samples.append((time.perf_counter() - start) * 1000)
+    return times
 
 
 def vm_hwm_mib() -> float:
@@ -121,15 +137,7 @@ def main() -> None:
     nets = {name: make_clnsod(args.threads, w) for name, w in zip(clnsod_names, weights)}
     nets["u2netp (onnxruntime)"] = make_u2netp(args.threads)
     sources = {**dict(zip(clnsod_names, weights)), "u2netp (onnxruntime)": None}
-    for run, _ in nets.values():
-        for _ in range(args.warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in nets}
-    for _ in range(args.runs):
-        for name, (run, _) in nets.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1000)
+    times = dict(zip(nets, time_alternating([run for run, _ in nets.values()], args.runs, args.warmup)))
 
     print(f"threads={args.threads} runs={args.runs} warmup={args.warmup}")
     width = max(map(len, nets)) + 2

@@ -28,7 +28,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from clnsod_core.network.model import CLNSOD  # noqa: E402
 from clnsod_core.runtime import tune_allocator  # noqa: E402
 from clnsod_core.weights.format import load_model, save_weights  # noqa: E402
 from fine_structure import Composite, make_composite, measures  # noqa: E402
-from network_latency import make_clnsod  # noqa: E402
+from network_latency import make_clnsod, time_alternating  # noqa: E402
 from trainer.data import Sample, index_data_dir, load_samples  # noqa: E402
 from trainer.input_size import with_input_size  # noqa: E402
 from val_report import boundary_band  # noqa: E402
@@ -122,14 +121,7 @@ def latency_ratios(models: list[CLNSOD], runs: int = 30) -> list[float]:
         for i, model in enumerate(models):
             save_weights(model, Path(tmp) / f"{i}.pt")
             nets.append(make_clnsod(2, str(Path(tmp) / f"{i}.pt"))[0])
-    times: list[list[float]] = [[] for _ in nets]
-    for round_ in range(runs + 5):
-        for run, samples in zip(nets, times):
-            start = time.perf_counter()
-            run()
-            if round_ >= 5:  # warm-up rounds are not counted
-                samples.append(time.perf_counter() - start)
-    medians = [statistics.median(t) for t in times]
+    medians = [statistics.median(t) for t in time_alternating(nets, runs, warmup=5)]
     return [m / medians[0] for m in medians]
 
 

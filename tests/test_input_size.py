@@ -1,22 +1,16 @@
-"""Moving trained weights to another working size (trainer/input_size.py, ``clnsod train --input-size``),
-on the embedded weights and a real photo."""
+"""Moving trained weights to another working size (trainer/input_size.py), on the embedded weights and
+a real photo; ``clnsod train --input-size`` is tested in test_train.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from cli_runner import run_cli
 
 from clnsod_core.masking.inference import SkyMasker, embedded_weights_path
 from clnsod_core.weights.format import load_model
 from trainer.input_size import CONTEXT_MAP_PREFIX, convert_file, resample_positions
-
-
-def train(*args: str | Path):
-    return run_cli("train", *args, env={"OMP_NUM_THREADS": "1"}, timeout=600)
 
 
 def test_position_grid_is_resampled_not_reordered() -> None:
@@ -46,17 +40,3 @@ def test_moved_weights_keep_the_network_and_the_answer(tmp_path: Path, landscape
     new_sky = SkyMasker(out, device="cpu").predict_file(landscape_photo)[1] >= 0.5
     assert 0.05 < old_sky.mean() < 0.95
     assert (old_sky & new_sky).sum() / (old_sky | new_sky).sum() > 0.95
-
-
-def test_train_at_another_size(tiny_dataset: Path, tmp_path: Path) -> None:
-    result = train("--data", tiny_dataset, "--out", tmp_path / "run", "--input-size", "352", "--batch-size", "2",
-                   "--max-steps", "1", "--threads", "1", "--no-validate")
-    assert result.returncode == 0, result.stderr
-    assert load_model(tmp_path / "run" / "weights.pt").config.input_size == 352
-
-
-@pytest.mark.parametrize("size", ["350", "32"])
-def test_train_refuses_a_size_the_network_cannot_take(tiny_dataset: Path, tmp_path: Path, size: str) -> None:
-    result = train("--data", tiny_dataset, "--out", tmp_path / "run", "--input-size", size, "--max-steps", "1")
-    assert result.returncode == 2 and "--input-size" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "run").exists()

@@ -59,6 +59,20 @@ def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path) -> None:
     assert model.config.input_size == 384  # the default weights' size, kept when fine-tuning
 
 
+def test_train_at_another_size(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train("--data", tiny_dataset, "--out", tmp_path / "run", "--input-size", "352", "--batch-size", "2",
+                   "--max-steps", "1", "--threads", "1", "--no-validate")
+    assert result.returncode == 0, result.stderr
+    assert load_model(tmp_path / "run" / "weights.pt").config.input_size == 352
+
+
+@pytest.mark.parametrize("size", ["350", "32"])
+def test_train_refuses_a_size_the_network_cannot_take(tiny_dataset: Path, tmp_path: Path, size: str) -> None:
+    result = train("--data", tiny_dataset, "--out", tmp_path / "run", "--input-size", size, "--max-steps", "1")
+    assert result.returncode == 2 and "--input-size" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_truncated_checkpoint_is_detected(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
