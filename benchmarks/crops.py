@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from clnsod_core.imaging.io import load_photo
 from clnsod_core.masking.inference import SkyMasker
+from clnsod_core.masking.matte import MatteOptions
 from clnsod_core.replace import ReplaceOptions, SkyReplacer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,21 +47,27 @@ def main() -> None:
     parser.add_argument("--photos", action="append", default=None, help="folder of photos (default: shared photos)")
     parser.add_argument("--sky", default="sunset", help="preset or sky file (a contrasting one shows the edges)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--refiner-too", action="store_true",
+                        help="also show each weights file with the matte's learned refiner turned on (after it)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     folders = [Path(p) for p in (args.photos or [str(PHOTOS)])]
     photos = sorted(p for folder in folders for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     replacers = {w: SkyReplacer(SkyMasker(w, device="cpu")) for w in args.weights}
+    variants = []  # (label, weights, options), oldest first
+    for w in args.weights:
+        variants.append((Path(w).stem, w, ReplaceOptions()))
+        if args.refiner_too:
+            variants.append((f"{Path(w).stem}-refiner", w, ReplaceOptions(matte=MatteOptions(learned_refiner=True))))
     for photo_path in photos:
         photo = load_photo(photo_path)
-        results = {w: r.replace(photo, args.sky, ReplaceOptions()) for w, r in replacers.items()}
-        anchor = results[args.weights[-1]].matte  # crop where the newest weights see the most detail
+        results = {label: replacers[w].replace(photo, args.sky, options) for label, w, options in variants}
+        anchor = results[variants[-1][0]].matte  # crop where the newest variant sees the most detail
         top, left = detailed_sky_line_window(anchor)
         size = min(CROP, photo.shape[0], photo.shape[1])
         tiles = []
-        for w, result in results.items():
-            name = Path(w).stem
+        for name, result in results.items():
             Image.fromarray(result.composite).save(out / f"{photo_path.stem}__{name}.jpg", quality=92)
             comp = result.composite[top : top + size, left : left + size]
             matte = (result.matte[top : top + size, left : left + size] * 255 + 0.5).astype(np.uint8)
@@ -68,11 +75,11 @@ def main() -> None:
         original = photo[top : top + size, left : left + size]
         sheet = Image.fromarray(np.concatenate([np.concatenate([original, original], axis=0), *tiles], axis=1))
         draw = ImageDraw.Draw(sheet)
-        for i, label in enumerate(["original", *(Path(w).stem for w in args.weights)]):
+        for i, label in enumerate(["original", *results]):
             draw.text((i * size + 6, 6), label, fill=(255, 0, 255))
         sheet.save(out / f"{photo_path.stem}__crop100.png")
         print(f"{photo_path.name}: crop at ({left}, {top}); " + ", ".join(
-            f"{Path(w).stem}: sky {100 * (r.matte >= 0.5).mean():.1f}%" for w, r in results.items()))
+            f"{name}: sky {100 * (r.matte >= 0.5).mean():.1f}%" for name, r in results.items()))
 
 
 if __name__ == "__main__":

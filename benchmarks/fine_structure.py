@@ -518,6 +518,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the numbers here")
     parser.add_argument("--no-colour-too", action="store_true",
                         help="also score each weights file with the matte's colour model turned off")
+    parser.add_argument("--refiner-too", action="store_true",
+                        help="also score each weights file with the matte's learned refiner turned on")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
@@ -535,6 +537,9 @@ def main() -> None:
     if args.no_colour_too:
         for w in args.weights:
             variants[w].append((f"{w} (no colour model)", MatteOptions(colour_zone=0)))
+    if args.refiner_too:
+        for w in args.weights:
+            variants[w].append((f"{w} (learned refiner)", MatteOptions(learned_refiner=True)))
     labels = [label for w in args.weights for label, _ in variants[w]]
     per: dict[str, dict[str, list[dict[str, float]]]] = {label: {} for label in labels}
     save = Path(args.save) if args.save else None

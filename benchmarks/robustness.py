@@ -38,7 +38,7 @@ import torch
 
 from clnsod_core.imaging.io import load_photo
 from clnsod_core.masking.inference import predict_working_size, upsample_probability
-from clnsod_core.masking.matte import refine_matte
+from clnsod_core.masking.matte import MatteOptions, refine_matte
 from clnsod_core.masking.metrics import NO_SKY_CLEAN_AREA, MetricAccumulator
 from clnsod_core.runtime import tune_allocator
 from clnsod_core.weights.format import load_model
@@ -131,15 +131,16 @@ def cropped(samples: list[Sample], box_of: Callable) -> Iterator[tuple[np.ndarra
 class Scorer:
     """The final matte for one weights file, as ``clnsod mask`` computes it."""
 
-    def __init__(self, weights: str) -> None:
+    def __init__(self, weights: str, options: MatteOptions = MatteOptions()) -> None:
         self.model = load_model(Path(weights))
         self.device = torch.device("cpu")
+        self.options = options
 
     def matte(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(raw network probability at full size, final matte)."""
         small = predict_working_size(self.model, [image], self.device)[0]
         raw = upsample_probability(small, image.shape[:2])
-        return raw, refine_matte(image, small)  # all zero when has_sky(small) is False
+        return raw, refine_matte(image, small, self.options)  # all zero when has_sky(small) is False
 
 
 def no_sky_scores(scorer: Scorer, images: Iterator[np.ndarray]) -> dict[str, float]:
@@ -209,8 +210,8 @@ def box_sky_share(scorer: Scorer, photo: Path, box: tuple[float, float, float, f
 
 
 def run(weights: str, val: list[Sample], interiors: list[Path], no_sky_outdoor: list[Sample],
-        interiors_dir: Path) -> dict[str, dict[str, float]]:
-    scorer = Scorer(weights)
+        interiors_dir: Path, options: MatteOptions = MatteOptions()) -> dict[str, dict[str, float]]:
+    scorer = Scorer(weights, options)
     report = {
         "interiors": no_sky_scores(scorer, (load_photo(p) for p in interiors)),
         "no-sky outdoor": no_sky_scores(scorer, (s.image for s in no_sky_outdoor)),
@@ -249,6 +250,8 @@ def main() -> None:
     parser.add_argument("--interiors", default=str(SHARED / "interiors"))
     parser.add_argument("--limit", type=int, default=0, help="use only every k-th val photo for the simulated cases (0: all)")
     parser.add_argument("--json", default=None, help="also write the numbers here")
+    parser.add_argument("--refiner-too", action="store_true",
+                        help="also score each weights file with the matte's learned refiner turned on")
     args = parser.parse_args()
     tune_allocator()
     torch.set_num_threads(2)
@@ -257,14 +260,17 @@ def main() -> None:
     no_sky_outdoor = [s for s in all_val if not (s.mask > 127).any()]
     val = with_sky[:: args.limit] if args.limit else with_sky
     interiors = [ref.image for ref in index_no_sky(Path(args.interiors), "val", read_exclusion_list(EXCLUDE))]
-    reports = {w: run(w, val, interiors, no_sky_outdoor, Path(args.interiors)) for w in args.weights}
+    variants = [(w, w, MatteOptions()) for w in args.weights]
+    if args.refiner_too:
+        variants += [(f"{w} (learned refiner)", w, MatteOptions(learned_refiner=True)) for w in args.weights]
+    reports = {label: run(w, val, interiors, no_sky_outdoor, Path(args.interiors), options) for label, w, options in variants}
     cases = list(next(iter(reports.values())))
-    names = [Path(w).name for w in args.weights]
-    headers = names if len(set(names)) == len(names) else args.weights  # full paths only when names clash
+    names = [Path(label).name for label in reports]
+    headers = names if len(set(names)) == len(names) else list(reports)  # full paths only when names clash
     print("| case | " + " | ".join(headers) + " |")
-    print("|---|" + "---|" * len(args.weights))
+    print("|---|" + "---|" * len(reports))
     for case in cases:
-        print(f"| {case} | " + " | ".join(_format(reports[w][case]) for w in args.weights) + " |")
+        print(f"| {case} | " + " | ".join(_format(report[case]) for report in reports.values()) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=1), encoding="utf-8")
 

@@ -3,9 +3,9 @@
 Scores raw probabilities at each photo's original size on the fixed ``val`` split, void
 excluded: IoU at 0.5, MAE, max F (beta^2 = 0.3), the two confusion rates (foreground
 called sky, sky called foreground) and the mean absolute error inside a band around the
-sky line. Three upsamplings of the same network output are scored: ``bilinear`` (plain),
-``matte`` (the edge-aware matte that ``clnsod mask`` writes) and ``matte-no-colour`` (the same
-without its colour model, to see what that adds).
+sky line. Four upsamplings of the same network output are scored: ``bilinear`` (plain),
+``matte`` (the edge-aware matte that ``clnsod mask`` writes), ``matte-refiner`` (the same with the
+learned refiner turned on) and ``matte-no-colour`` (without its colour model, to see what that adds).
 
     python benchmarks/val_report.py --weights clnsod_core/weights/clnsod-lite0-384-v6.pt \\
         --weights /path/to/ablation/weights.pt --data ../shared/data/skyseg
@@ -62,6 +62,7 @@ def main() -> None:
             outputs = {
                 "bilinear": upsample_probability(small, gt.shape),
                 "matte": refine_matte(sample.image, small),
+                "matte-refiner": refine_matte(sample.image, small, MatteOptions(learned_refiner=True)),
                 "matte-no-colour": refine_matte(sample.image, small, MatteOptions(colour_zone=0)),
             }
             for pipeline, prob in outputs.items():

@@ -7,6 +7,9 @@ confident foreground decide the uncertain pixels between them (the idea of the w
 guided upsampling in "Sky Optimization", and of He & Sun's fast guided filter). A and b are
 then upsampled and applied to the full-resolution photo, so the matte follows colour edges
 the network cannot resolve at its 320-384 px working size (branches, reeds, wires) without upsampling halos.
+Before the filter, the probability it follows is corrected at the guide's size by the photo's colour
+model (``colour_refine``) and, when ``learned_refiner`` is set, where that still leaves the answer open,
+by the small learned refiner (``refiner.py``) that reads the guide's pixels.
 Edge shift grows/shrinks the sky; edge fade feathers it.
 """
 
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clnsod_core.arrays import as_u8
+from clnsod_core.masking.refiner import embedded_refiner, refine_probability
 from clnsod_core.options import check_part, defaults
 
 # A photo whose network sky (probability >= 0.5 at the working size) covers less than this share
@@ -53,6 +57,9 @@ class MatteOptions:
     # Colour model (see colour_refine): how far from the network's sky line (fraction of the guide's
     # long side) the photo's own colours may open sky holes or cut out wires; 0 turns it off.
     colour_zone: float = 0.05
+    # The learned refiner (refiner.py) corrects the colour model's answer where it is still open. Off by
+    # default: it gains on fine structure but calls a little more foreground sky (MODEL_CARD.md).
+    learned_refiner: bool = False
 
     def validate(self) -> None:
         check_part("matte", self.__dict__)  # the user-facing fields, against options.py
@@ -236,11 +243,13 @@ def edge_aware_model(image: np.ndarray, prob: torch.Tensor | np.ndarray, options
     prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
     colours = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
     p = F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False)
-    p = _shift_edge(p, options.edge_shift * scale)
+    p_network = p = _shift_edge(p, options.edge_shift * scale)
     if options.colour_zone > 0:
         p = colour_refine(colours, p, max(1, round(options.colour_zone * max(gh, gw))))
-    weight = (2 * p - 1).square() + options.confidence_floor
     radius = max(1, round(options.radius * max(gh, gw)))
+    if options.learned_refiner:
+        p = refine_probability(embedded_refiner(), colours, p_network, p, radius)
+    weight = (2 * p - 1).square() + options.confidence_floor
     a, b = _unsure_zone_coefficients(colours, p, weight, radius, options.eps)
     coefficients = torch.cat([a, b], dim=1)[0]  # (4, gh, gw): A for R, G, B, then b
     coefficients[:3] /= 255.0  # scaled once here instead of at every pixel of the photo
