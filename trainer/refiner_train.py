@@ -41,7 +41,7 @@ class RefinerConfig:
     crop: int = 256
     min_side: int = 512  # guide sizes drawn per example (multiples of 32)
     max_side: int = 1024
-    steps: int = 4000
+    steps: int = 2600
     batch: int = 16
     lr: float = 3e-3
     width: int = 16
@@ -95,6 +95,9 @@ def make_crops(model: CLNSOD, samples: list[Sample], cfg: RefinerConfig) -> Crop
             maps_out.append(maps[window].half())
         if (k + 1) % 200 == 0:
             log.info("examples %d/%d (%.0f s)", k + 1, cfg.examples, time.monotonic() - started)
+    if not colours_out:
+        raise ValueError(f"none of {cfg.examples} examples left the matte anything open to learn from "
+                         "(photos without sky, or skies the network and colour model already settle)")
     return Crops(torch.stack(colours_out), torch.stack(maps_out))
 
 

@@ -36,7 +36,7 @@ from clnsod_core.files import write_atomic
 FORMAT = "clnsod-refiner-1"
 EMBEDDED_REFINER = Path(__file__).resolve().parents[1] / "weights" / "matte-refiner-v1.pt"
 SETTLED = 0.02  # a window whose probabilities all lie within this of 0 or 1 keeps them
-MARGIN = 48  # guide pixels of context around the open zone (more than the network's receptive field)
+MARGIN = 48  # guide pixels of context around the open zone (more than half the refiner's receptive field)
 DECIDED = 0.25  # the colour model moved the network by at least this: its cut or opening stands
 
 
