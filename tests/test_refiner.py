@@ -13,14 +13,13 @@ import torch
 from PIL import Image
 
 from clnsod_core.masking.inference import SkyMasker, embedded_weights_path
-from clnsod_core.masking.matte import MatteOptions, colour_refine, refine_matte
+from clnsod_core.masking.matte import MatteOptions, guide_probabilities, open_zone, refine_matte
 from clnsod_core.masking.refiner import (
     EMBEDDED_REFINER,
     MatteRefiner,
     embedded_refiner,
     keep_colour_decisions,
     load_refiner,
-    open_zone,
     refine_probability,
     save_refiner,
 )
@@ -66,10 +65,8 @@ def test_the_colour_models_clear_decisions_stand() -> None:
 
 
 def _guide_inputs(masker: SkyMasker, photo: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    prob = masker.predict_working_size([photo])[0]
     colours = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255
-    p_network = torch.nn.functional.interpolate(prob[None, None], size=photo.shape[:2], mode="bilinear")
-    return colours, p_network, colour_refine(colours, p_network, round(0.05 * max(photo.shape[:2])))
+    return colours, *guide_probabilities(colours, masker.predict_working_size([photo])[0], MatteOptions())
 
 
 def test_settled_pixels_keep_the_colour_models_answer(masker: SkyMasker) -> None:
@@ -78,8 +75,8 @@ def test_settled_pixels_keep_the_colour_models_answer(masker: SkyMasker) -> None
     with Image.open(PHOTOS / "Storm.jpg") as im:
         photo = np.asarray(im.convert("RGB").resize((1024, 683), Image.Resampling.BOX))
     colours, p_network, p_colour = _guide_inputs(masker, photo)
-    refined = refine_probability(embedded_refiner(), colours, p_network, p_colour, 10)
     zone = open_zone(p_colour, 10)
+    refined = refine_probability(embedded_refiner(), colours, p_network, p_colour, zone)
     assert 0.01 < float(zone.float().mean()) < 0.6
     assert torch.equal(refined[~zone], p_colour[~zone])
     assert float((refined[zone] - p_colour[zone]).abs().max()) > 0.05  # inside it, the refiner does work
@@ -106,7 +103,7 @@ def test_posts_the_colour_model_cut_stay_cut(masker: SkyMasker) -> None:
     for index in (7, 15):
         comp = fs.make_composite(index, seed=11, width=1024, height=683)
         colours, p_network, p_colour = _guide_inputs(masker, comp.image)
-        refined = refine_probability(embedded_refiner(), colours, p_network, p_colour, 10)
+        refined = refine_probability(embedded_refiner(), colours, p_network, p_colour, open_zone(p_colour, 10))
         cut = p_colour <= p_network - 0.25
         assert int(cut.sum()) > 100
         assert bool((refined[cut] <= p_colour[cut] + 1e-6).all())

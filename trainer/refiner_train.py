@@ -18,13 +18,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from clnsod_core.masking.inference import predict_working_size
-from clnsod_core.masking.matte import MatteOptions, colour_refine
-from clnsod_core.masking.refiner import MatteRefiner, open_zone, save_refiner
+from clnsod_core.masking.matte import MatteOptions, guide_probabilities, open_zone
+from clnsod_core.masking.refiner import MatteRefiner, save_refiner
 from clnsod_core.network.model import CLNSOD
 
 from .augment import AugmentConfig, augment
@@ -55,16 +54,6 @@ class Crops:
     maps: torch.Tensor  # (N, 4, C, C) float16: network p, colour-model p, target, weight (0 void/settled, 1 open)
 
 
-def guide_inputs(model: CLNSOD, image_u8: np.ndarray, options: MatteOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(colours, network p, colour-model p) at the image's own size, as ``edge_aware_model`` makes them."""
-    h, w = image_u8.shape[:2]
-    prob = predict_working_size(model, [image_u8], torch.device("cpu"))[0]
-    colours = torch.from_numpy(image_u8).permute(2, 0, 1)[None].float() / 255.0
-    p_network = F.interpolate(prob[None, None], size=(h, w), mode="bilinear", align_corners=False)
-    p_colour = colour_refine(colours, p_network, max(1, round(options.colour_zone * max(h, w))))
-    return colours, p_network, p_colour
-
-
 def make_crops(model: CLNSOD, samples: list[Sample], cfg: RefinerConfig) -> Crops:
     """``cfg.examples`` augmented photos (drawn with replacement, seeded) -> crops in their open zones
     (the matte's default colour zone and filter radius)."""
@@ -78,8 +67,10 @@ def make_crops(model: CLNSOD, samples: list[Sample], cfg: RefinerConfig) -> Crop
         sample = samples[randint(gen, 0, len(samples) - 1)]
         side = 32 * randint(gen, cfg.min_side // 32, cfg.max_side // 32)
         image, target, void = augment(sample, side, aug, gen, None)
-        image_u8 = (image.permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).numpy()
-        _, p_network, p_colour = guide_inputs(model, image_u8, options)
+        guide_u8 = (image * 255 + 0.5).to(torch.uint8)  # (3, side, side), what inference reads
+        prob = predict_working_size(model, [guide_u8.permute(1, 2, 0).numpy()], torch.device("cpu"))[0]
+        # as edge_aware_model makes them, from the 8-bit guide
+        p_network, p_colour = guide_probabilities(guide_u8[None].float() / 255.0, prob, options)
         zone = open_zone(p_colour, max(1, round(options.radius * side)))[0, 0]
         centres = torch.nonzero(zone)
         if len(centres) == 0:
@@ -91,7 +82,7 @@ def make_crops(model: CLNSOD, samples: list[Sample], cfg: RefinerConfig) -> Crop
             cy, cx = (int(v) for v in centres[randint(gen, 0, len(centres) - 1)])
             y0, x0 = min(max(0, cy - half), side - cfg.crop), min(max(0, cx - half), side - cfg.crop)
             window = (slice(None), slice(y0, y0 + cfg.crop), slice(x0, x0 + cfg.crop))
-            colours_out.append(torch.from_numpy(image_u8).permute(2, 0, 1)[window].clone())
+            colours_out.append(guide_u8[window].clone())
             maps_out.append(maps[window].half())
         if (k + 1) % 200 == 0:
             log.info("examples %d/%d (%.0f s)", k + 1, cfg.examples, time.monotonic() - started)

@@ -240,20 +240,29 @@ def edge_aware_model(image: np.ndarray, prob: torch.Tensor | np.ndarray, options
     h, w = image.shape[:2]
     scale = min(1.0, options.guide_side / max(h, w))
     gh, gw = small.shape[:2]
-    prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
     colours = readonly_view(small).permute(2, 0, 1)[None].float().contiguous() / 255.0
-    p = F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False)
-    p_network = p = _shift_edge(p, options.edge_shift * scale)
-    if options.colour_zone > 0:
-        p = colour_refine(colours, p, max(1, round(options.colour_zone * max(gh, gw))))
+    p_network, p = guide_probabilities(colours, prob, options, scale)
     radius = max(1, round(options.radius * max(gh, gw)))
     if options.learned_refiner:
-        p = refine_probability(embedded_refiner(), colours, p_network, p, radius)
+        p = refine_probability(embedded_refiner(), colours, p_network, p, open_zone(p, radius))
     weight = (2 * p - 1).square() + options.confidence_floor
     a, b = _unsure_zone_coefficients(colours, p, weight, radius, options.eps)
     coefficients = torch.cat([a, b], dim=1)[0]  # (4, gh, gw): A for R, G, B, then b
     coefficients[:3] /= 255.0  # scaled once here instead of at every pixel of the photo
     return MatteModel(coefficients, options.edge_fade)
+
+
+def guide_probabilities(colours: torch.Tensor, prob: torch.Tensor | np.ndarray, options: MatteOptions,
+                        scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the network's probability, the colour model's correction of it), (1, 1, gh, gw) at the size of
+    the guide ``colours`` (1, 3, gh, gw) in [0, 1]; ``scale``: guide pixels per photo pixel (edge shift)."""
+    gh, gw = colours.shape[2:]
+    prob_t = torch.as_tensor(prob, dtype=torch.float32)[None, None]
+    p_network = _shift_edge(F.interpolate(prob_t, size=(gh, gw), mode="bilinear", align_corners=False),
+                            options.edge_shift * scale)
+    if options.colour_zone <= 0:
+        return p_network, p_network
+    return p_network, colour_refine(colours, p_network, max(1, round(options.colour_zone * max(gh, gw))))
 
 
 TILE_ROWS, TILE_COLUMNS = 128, 256  # full-resolution tiles of the matte's last pass
@@ -515,6 +524,12 @@ def _unsure_zone_coefficients(
     a[zone] = a_zone[inner] * keep[zone]
     b[zone] = b_zone[inner] * keep[zone] + sure_sky[zone]
     return a, b
+
+
+def open_zone(p: torch.Tensor, r: int) -> torch.Tensor:
+    """(B, 1, h, w) bool: pixels with a probability more than ``CONFIDENT`` from 0 and 1 within ``r``
+    of them (where the learned refiner may work)."""
+    return _any_in_window((p > CONFIDENT) & (p < 1 - CONFIDENT), r) > 0
 
 
 def _any_in_window(mask: torch.Tensor, r: int) -> torch.Tensor:

@@ -8,8 +8,8 @@ weights at width 16) reads the guide's colours (long side 1024) next to the netw
 and the colour model's answer, and predicts a correction of the latter's logit, so it starts from
 what the colour model says and learns where the photo's pixels say otherwise.
 
-It only runs where the answer is open: a pixel whose whole window the colour model has settled
-(within ``SETTLED`` of 0 or 1) keeps that answer, so a white ceiling the network calls foreground
+It only runs where the answer is open (``matte.open_zone``): a pixel whose whole window the colour
+model has settled (within 0.02 of 0 or 1) keeps that answer, so a white ceiling the network calls foreground
 everywhere can never become sky here, and the work is bounded by the box around the sky line. Where
 the colour model clearly overruled the network (a cut post, an opened gap), that decision stands.
 Trained by ``python -m trainer.refiner_train`` on the training photos' refined labels with thin
@@ -35,7 +35,6 @@ from clnsod_core.files import write_atomic
 
 FORMAT = "clnsod-refiner-1"
 EMBEDDED_REFINER = Path(__file__).resolve().parents[1] / "weights" / "matte-refiner-v1.pt"
-SETTLED = 0.02  # a window whose probabilities all lie within this of 0 or 1 keeps them
 MARGIN = 48  # guide pixels of context around the open zone (more than half the refiner's receptive field)
 DECIDED = 0.25  # the colour model moved the network by at least this: its cut or opening stands
 
@@ -88,23 +87,10 @@ def keep_colour_decisions(refined: torch.Tensor, p_network: torch.Tensor, p_colo
     return torch.where(decided & (p_colour > p_network), torch.maximum(refined, p_colour), refined)
 
 
-def open_zone(p: torch.Tensor, radius: int) -> torch.Tensor:
-    """(B, 1, h, w) bool: pixels with a not-settled probability within ``radius`` of them."""
-    counts = ((p > SETTLED) & (p < 1 - SETTLED)).float()
-    k = 2 * radius + 1
-    for dim in (-1, -2):  # window sums from running sums: a few operations a pixel whatever the radius
-        pad = (radius + 1, radius, 0, 0) if dim == -1 else (0, 0, radius + 1, radius)
-        running = F.pad(counts, pad).cumsum(dim)
-        n = running.shape[dim]
-        counts = running.narrow(dim, k, n - k) - running.narrow(dim, 0, n - k)
-    return counts > 0.5  # whole numbers far below float32's 2^24: exact
-
-
 def refine_probability(refiner: MatteRefiner, colours: torch.Tensor, p_network: torch.Tensor,
-                       p_colour: torch.Tensor, radius: int) -> torch.Tensor:
-    """``p_colour`` corrected by ``refiner`` inside the open zone (within ``radius`` of an unsettled
-    pixel), computed on the box around that zone plus ``MARGIN``; (1, 1, h, w) tensors."""
-    zone = open_zone(p_colour, radius)
+                       p_colour: torch.Tensor, zone: torch.Tensor) -> torch.Tensor:
+    """``p_colour`` corrected by ``refiner`` inside ``zone`` (bool, ``matte.open_zone``), computed on the
+    box around that zone plus ``MARGIN``; (1, 1, h, w) tensors."""
     rows, columns = torch.nonzero(zone[0, 0].any(dim=1)), torch.nonzero(zone[0, 0].any(dim=0))
     if len(rows) == 0:
         return p_colour
