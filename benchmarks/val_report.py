@@ -3,9 +3,10 @@
 Scores raw probabilities at each photo's original size on the fixed ``val`` split, void
 excluded: IoU at 0.5, MAE, max F (beta^2 = 0.3), the two confusion rates (foreground
 called sky, sky called foreground) and the mean absolute error inside a band around the
-sky line. Four upsamplings of the same network output are scored: ``bilinear`` (plain),
-``matte`` (the edge-aware matte that ``clnsod mask`` writes), ``matte-refiner`` (the same with the
-learned refiner turned on) and ``matte-no-colour`` (without its colour model, to see what that adds).
+sky line. Three upsamplings of the same network output are scored: ``bilinear`` (plain),
+``matte`` (the edge-aware matte that ``clnsod mask`` writes) and ``matte-no-colour`` (the same
+without its colour model, to see what that adds); with ``--refiner-too`` also ``matte-refiner``
+(the matte with its learned refiner turned on).
 
     python benchmarks/val_report.py --weights clnsod_core/weights/clnsod-lite0-384-v6.pt \\
         --weights /path/to/ablation/weights.pt --data ../shared/data/skyseg
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/skyseg"))
     parser.add_argument("--band", type=int, default=8, help="band radius in pixels around the sky line")
     parser.add_argument("--json", default=None, help="also write the numbers here")
+    parser.add_argument("--refiner-too", action="store_true",
+                        help="also score the matte with its learned refiner turned on (matte-refiner)")
     args = parser.parse_args()
     tune_allocator()
     torch.set_num_threads(2)
@@ -62,9 +65,10 @@ def main() -> None:
             outputs = {
                 "bilinear": upsample_probability(small, gt.shape),
                 "matte": refine_matte(sample.image, small),
-                "matte-refiner": refine_matte(sample.image, small, MatteOptions(learned_refiner=True)),
                 "matte-no-colour": refine_matte(sample.image, small, MatteOptions(colour_zone=0)),
             }
+            if args.refiner_too:
+                outputs["matte-refiner"] = refine_matte(sample.image, small, MatteOptions(learned_refiner=True))
             for pipeline, prob in outputs.items():
                 key = (sample.ref.dataset, pipeline)
                 accs.setdefault(key, MetricAccumulator(stretch=False)).add(prob, gt, sample.void)
