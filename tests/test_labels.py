@@ -13,7 +13,7 @@ from PIL import Image
 
 from clnsod_core.masking.inference import SkyMasker
 from clnsod_core.masking.labels import SOFT_MARKER, refine_label
-from clnsod_core.masking.matte import MatteOptions, refine_matte, window_max
+from clnsod_core.masking.matte import MatteOptions, colour_refine, refine_matte, window_max
 from trainer.data import index_data_dir, load_samples
 
 from cli_runner import run_cli
@@ -134,3 +134,29 @@ def test_matte_makes_a_half_believed_sky_fully_sky(masker: SkyMasker) -> None:
     assert (label[inside] > 127).all()
     assert refine_matte(image, prob)[inside].mean() > 0.88
     assert refine_matte(image, prob, MatteOptions(colour_zone=0))[inside].mean() < 0.8
+
+
+@pytest.mark.parametrize(("photo", "sky_to", "land_from"),
+                         [("Storm.jpg", 0.45, 0.7), ("plasma_EveningGlow.jpg", 0.2, 0.45), ("plasma_Kite.jpg", 0.7, 0.9)])
+def test_colour_model_zones_draw_no_edges(photo: str, sky_to: float, land_from: float) -> None:
+    """A real photo's sky under an unsure network answer (0.7), its land sure foreground, and one speck
+    of sure sky in the sky: the colour model acts around the speck, and its zones fade out, so two
+    neighbouring pixels of exactly the same colour and the same network answer get (almost) the same
+    answer. (The zones used to be squares: around such a speck a straight-edged patch, 0.3-0.7 apart
+    from its outside, appeared in the composite's sky.)"""
+    with Image.open(SHARED_DATA / "photos" / photo) as im:
+        rgb = im.convert("RGB")
+        width, height = 512, round(rgb.height * 512 / rgb.width)
+        sky = np.asarray(rgb.resize((width, height), Image.Resampling.BOX))
+    colours = torch.from_numpy(sky.copy()).permute(2, 0, 1)[None].float() / 255
+    p = torch.full((1, 1, height, width), 0.7)
+    p[:, :, round(land_from * height) :] = 0.0
+    speck = round(sky_to * height / 2)
+    p[:, :, speck : speck + 5, width // 2 : width // 2 + 5] = 0.99
+    rows = slice(0, round(sky_to * height))
+    refined = colour_refine(colours, p, 40)[:, :, rows]
+    assert float(((refined - 0.7).abs() > 0.05).float().mean()) > 0.01  # the colour model does act
+    for dim in (2, 3):
+        same = (colours[:, :, rows].diff(dim=dim) == 0).all(dim=1, keepdim=True) & (p[:, :, rows].diff(dim=dim) == 0)
+        assert int(same.sum()) > 1000
+        assert float(refined.diff(dim=dim).abs()[same].max()) < 0.05

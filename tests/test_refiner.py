@@ -118,11 +118,11 @@ def test_refiner_training_learns_on_real_photos(tiny_dataset: Path, tmp_path: Pa
     samples = load_samples([r for r in index_data_dir(tiny_dataset, "train") if r.mask is not None], 512)
     from clnsod_core.weights.format import load_model
 
-    cfg = RefinerConfig(examples=8, crops_per_example=2, crop=128, min_side=256, max_side=384, steps=60, batch=4,
+    cfg = RefinerConfig(examples=8, crops_per_example=2, crop=128, min_side=256, max_side=384, steps=120, batch=4,
                         width=8, seed=1)
     crops = make_crops(load_model(embedded_weights_path()), samples, cfg)
     assert crops.colours.shape[1:] == (3, 128, 128) and crops.colours.shape[0] >= 8
-    assert float(crops.maps[:, 3].float().mean()) > 0.2  # most crop pixels are open ones
+    assert float(crops.maps[:, 3].float().mean()) > 0.15  # crops are taken where the answer is open
     with torch.no_grad():
         before = float(refiner_loss(MatteRefiner(8), crops.colours, crops.maps))
     trained = train_refiner(crops, cfg, tmp_path / "refiner.pt")

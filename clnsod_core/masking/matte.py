@@ -399,6 +399,14 @@ def box_filter_in_bands(x: torch.Tensor, r: int, out: torch.Tensor | None = None
 
 
 COLOUR_LEVELS = 32  # histogram bins per channel of the colour model
+# The colour model's zones (near the sky line; sure sky within reach) come from the tent-weighted share
+# of sure sky around a pixel, which fades out with distance: a hard zone (any sure sky within a square
+# window) ended in a straight-edged step wherever the network left a speck of sure sky in an unsure sky,
+# a square patch of new sky in the composite. The tent's radius, as a multiple of ``colour_zone``, and
+# the share from which a pixel counts as fully near (chosen to keep the old zones' reach from a sky
+# line: every val, fine-structure and robustness measure level with the square zones).
+REACH = 1.25
+NEAR_SHARE = 0.005
 LOCAL_SKY_DISTANCE = 0.1  # RGB distance (0..1 per channel) within which a colour matches the sky beside it
 NOVEL_DISTANCE = 0.2  # RGB distance from the sky beside it beyond which a never-sky colour is a structure
 SURE = 0.9  # a colour model or network probability beyond this (or below 1 - SURE) is decisive
@@ -424,14 +432,17 @@ def _colour_density(index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return hist.flatten() / hist.sum().clamp(min=1.0)
 
 
-def _coarse_dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
-    """Binary dilation of a (1, 1, h, w) 0/1 mask by about ``r`` pixels, computed on a grid up to 8x
-    coarser (it only bounds a zone, so a few pixels of slack cost nothing and save most of the work)."""
-    f = max(1, r // 8)
-    h, w = mask.shape[2:]
-    coarse = F.max_pool2d(mask, f, stride=f, ceil_mode=True) if f > 1 else mask
-    grown = window_max(coarse, math.ceil(r / f))
-    return F.interpolate(grown, scale_factor=f, mode="nearest")[:, :, :h, :w] if f > 1 else grown
+def _tent_filter(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over a window of radius ``r`` weighted by a tent (two box filters): it falls to zero at
+    the window's edge, so a zone bounded by it fades out instead of ending in a square step."""
+    half = max(1, r // 2)
+    return box_filter(box_filter(x, half), max(1, r - half))
+
+
+def _near(share: torch.Tensor) -> torch.Tensor:
+    """How fully a pixel counts as near something whose tent-weighted share around it is ``share``:
+    0 where none of it is in reach, 1 from a share of NEAR_SHARE on, linear between."""
+    return (share / NEAR_SHARE).clamp_(0.0, 1.0)
 
 
 def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tensor:
@@ -440,27 +451,32 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
 
     The sky's colours are learnt from where the network is sure of sky, the foreground's from where
     it is sure of foreground (at half weight near the sky line, where a crown's sky gaps are labelled
-    foreground). Within ``zone`` guide pixels of the sky line, a pixel becomes sky when its colour is
-    one the sky shows and the foreground hardly ever does, close to the sky right beside it, and
-    inside a structure (foreground colours around it): sky between branches, truss openings, gaps in
-    a fence; a pixel the network already calls sky, with such a colour, becomes fully sky (a
+    foreground). Within about ``zone`` guide pixels of the sky line (fading out by 1.25 times that), a
+    pixel becomes sky when its colour is one the sky shows and the foreground hardly ever does, close
+    to the sky right beside it, and inside a structure (foreground colours around it): sky between
+    branches, truss openings, gaps in a fence; a pixel the network already calls sky, with such a colour, becomes fully sky (a
     mottled 0.8 in an open dusk sky, the sky under a bridge deck). A pixel moves toward foreground
     when its colour is clearly foreground near the sky line, whatever the network said (also the
     faint veil of 0.05-0.3 it leaves over a dark hill or treeline below a bright sky), or, anywhere,
     when it is a thin streak of a colour the sky never shows (a mast, a dark cable). Colours both
     models know (a white wall against a white sky, a dark night sky) keep the network's answer, and
-    far from the sky line nothing opens (snow, water, blue cars).
+    far from the sky line nothing opens (snow, water, blue cars). The zones fade out (``_tent_filter``),
+    so no decision ends in a straight edge the photo does not have.
     Structures thinner than a guide pixel are left to the guided filter."""
     sure_sky, sure_fg = p >= SURE, p <= 1 - SURE
     if not bool(sure_sky.any()) or not bool(sure_fg.any()):
         return p
-    near_line = (_coarse_dilate(sure_sky.float(), zone) * _coarse_dilate(1 - sure_sky.float(), zone)) > 0
+    sky_f = sure_sky.float()
+    reach = round(REACH * zone)
+    sky_share = _tent_filter(sky_f, reach)
+    near_sky = _near(sky_share)  # sure sky within reach
+    near_line = near_sky * _near(1 - sky_share)  # ...and something else too
     index = _colour_index(guide)
-    sky_density = _colour_density(index, sure_sky.flatten().float())
+    sky_density = _colour_density(index, sky_f.flatten())
     # Sure foreground near the sky line counts half: enough that distant hazy trees or a white
     # building on the skyline keep their colours as foreground, while the few sky pixels seen through
     # a crown (labelled foreground there) stay far rarer than in the sky itself.
-    fg_weights = torch.where(near_line, 0.5, 1.0) * sure_fg.float()
+    fg_weights = (1 - 0.5 * near_line) * sure_fg.float()
     fg_density = _colour_density(index, fg_weights.flatten())
     # Opening needs a colour the sky shows and the deep foreground hardly ever does; cutting needs
     # a colour the deep foreground shows (at least half as often as a uniform spread would) and the
@@ -471,26 +487,25 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
     # colours (sky between leaves, wires, bars). A large pale roof or wall face next to a pale sky
     # has sky-like colours all around, so it stays what the network said.
     local = max(2, round(0.01 * max(p.shape[2:])))
-    porous = box_filter((fg_c >= sky_c).float(), local) >= 0.25
+    porous = (box_filter((fg_c >= sky_c).float(), local) >= 0.25).float()
     # ...and close to the colour of the sky right there (a white hull or wall against a pale blue sky
-    # has colours the sky shows elsewhere in the frame, but not next to it).
-    sky_f = sure_sky.float()
-    nearby = box_filter(sky_f, zone)
-    local_sky = box_filter(guide * sky_f, zone) / nearby.clamp(min=1e-6)
+    # has colours the sky shows elsewhere in the frame, but not next to it): the tent-weighted mean of
+    # the sure sky within reach, nearer pixels counting more.
+    local_sky = _tent_filter(guide * sky_f, reach) / sky_share.clamp(min=1e-12)
     distance = (guide - local_sky).square().sum(dim=1, keepdim=True)
-    like_local_sky = (nearby > 0) & (distance < LOCAL_SKY_DISTANCE**2)
-    clear_sky = like_local_sky & (sky_c >= 9 * (fg_c + floor))
-    opened = clear_sky & ((near_line & porous) | (p > 0.5))
+    like_local_sky = near_sky * (distance < LOCAL_SKY_DISTANCE**2).float()
+    clear_sky = like_local_sky * (sky_c >= 9 * (fg_c + floor)).float()
+    opened = clear_sky * torch.maximum(near_line * porous, (p > 0.5).float())
     # Thin structures across the sky (wires, cables, masts, twigs) need not be near the sky line and
     # often have colours the foreground elsewhere lacks: cut them where the colour is one the sky
     # never shows, far from the sky beside it, and the pixel is mostly surrounded by sky (so a large
     # dark cloud is not cut, while stars and the sun, which the sure sky holds, never count as novel).
-    novel = (nearby > 0) & (sky_c < floor / 10) & (distance > NOVEL_DISTANCE**2)
-    thin = box_filter(like_local_sky.float(), local) >= 0.6
-    cut = (near_line & (fg_c >= 9 * sky_c) & (fg_c >= floor)) | (novel & thin)
+    novel = near_sky * ((sky_c < floor / 10) & (distance > NOVEL_DISTANCE**2)).float()
+    thin = (box_filter(like_local_sky, local) >= 0.6).float()
+    cut = torch.maximum(near_line * ((fg_c >= 9 * sky_c) & (fg_c >= floor)).float(), novel * thin)
     posterior = sky_c / (sky_c + fg_c + floor)
-    refined = torch.where(opened, torch.maximum(p, posterior), p)
-    return torch.where(cut, torch.minimum(refined, posterior), refined)
+    refined = p + opened * (torch.maximum(p, posterior) - p)  # opened and cut fade in at their zones' edges
+    return refined + cut * (torch.minimum(refined, posterior) - refined)
 
 
 CONFIDENT = 0.02  # a window whose network probabilities all lie within this of 0 or 1 is settled
