@@ -403,10 +403,11 @@ COLOUR_LEVELS = 32  # histogram bins per channel of the colour model
 # of sure sky around a pixel, which fades out with distance: a hard zone (any sure sky within a square
 # window) ended in a straight-edged step wherever the network left a speck of sure sky in an unsure sky,
 # a square patch of new sky in the composite. The tent's radius, as a multiple of ``colour_zone``, and
-# the share from which a pixel counts as fully near (chosen to keep the old zones' reach from a sky
-# line: every val, fine-structure and robustness measure level with the square zones).
+# the shares from which a pixel counts as fully near sure sky / the sky line (chosen to keep the old
+# zones' reach from a sky line: every val, fine-structure and robustness measure level with the square
+# zones, and the 72 real photos' mattes within 0.1 of before on all but 0.1 % of their pixels).
 REACH = 1.25
-NEAR_SHARE = 0.005
+NEAR_SKY_SHARE, NEAR_LINE_SHARE = 0.005, 0.001
 LOCAL_SKY_DISTANCE = 0.1  # RGB distance (0..1 per channel) within which a colour matches the sky beside it
 NOVEL_DISTANCE = 0.2  # RGB distance from the sky beside it beyond which a never-sky colour is a structure
 SURE = 0.9  # a colour model or network probability beyond this (or below 1 - SURE) is decisive
@@ -439,10 +440,10 @@ def _tent_filter(x: torch.Tensor, r: int) -> torch.Tensor:
     return box_filter(box_filter(x, half), max(1, r - half))
 
 
-def _near(share: torch.Tensor) -> torch.Tensor:
+def _near(share: torch.Tensor, full: float) -> torch.Tensor:
     """How fully a pixel counts as near something whose tent-weighted share around it is ``share``:
-    0 where none of it is in reach, 1 from a share of NEAR_SHARE on, linear between."""
-    return (share / NEAR_SHARE).clamp_(0.0, 1.0)
+    0 where none of it is in reach, 1 from a share of ``full`` on, linear between."""
+    return (share / full).clamp(0.0, 1.0)
 
 
 def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tensor:
@@ -469,8 +470,8 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
     sky_f = sure_sky.float()
     reach = round(REACH * zone)
     sky_share = _tent_filter(sky_f, reach)
-    near_sky = _near(sky_share)  # sure sky within reach
-    near_line = near_sky * _near(1 - sky_share)  # ...and something else too
+    near_sky = _near(sky_share, NEAR_SKY_SHARE)  # sure sky within reach
+    near_line = _near(sky_share, NEAR_LINE_SHARE) * _near(1 - sky_share, NEAR_LINE_SHARE)  # ...and something else
     index = _colour_index(guide)
     sky_density = _colour_density(index, sky_f.flatten())
     # Sure foreground near the sky line counts half: enough that distant hazy trees or a white
