@@ -405,7 +405,7 @@ COLOUR_LEVELS = 32  # histogram bins per channel of the colour model
 # a square patch of new sky in the composite. The tent's radius, as a multiple of ``colour_zone``, and
 # the shares from which a pixel counts as fully near sure sky / the sky line (chosen to keep the old
 # zones' reach from a sky line: every val, fine-structure and robustness measure level with the square
-# zones, and the 72 real photos' mattes within 0.1 of before on all but 0.1 % of their pixels).
+# zones, and the mattes of 72 real photos within 0.1 of before on all but 0.05 % of their pixels).
 REACH = 1.25
 NEAR_SKY_SHARE, NEAR_LINE_SHARE = 0.005, 0.001
 LOCAL_SKY_DISTANCE = 0.1  # RGB distance (0..1 per channel) within which a colour matches the sky beside it
@@ -455,14 +455,14 @@ def colour_refine(guide: torch.Tensor, p: torch.Tensor, zone: int) -> torch.Tens
     foreground). Within about ``zone`` guide pixels of the sky line (fading out by 1.25 times that), a
     pixel becomes sky when its colour is one the sky shows and the foreground hardly ever does, close
     to the sky right beside it, and inside a structure (foreground colours around it): sky between
-    branches, truss openings, gaps in a fence; a pixel the network already calls sky, with such a colour, becomes fully sky (a
-    mottled 0.8 in an open dusk sky, the sky under a bridge deck). A pixel moves toward foreground
-    when its colour is clearly foreground near the sky line, whatever the network said (also the
-    faint veil of 0.05-0.3 it leaves over a dark hill or treeline below a bright sky), or, anywhere,
-    when it is a thin streak of a colour the sky never shows (a mast, a dark cable). Colours both
-    models know (a white wall against a white sky, a dark night sky) keep the network's answer, and
-    far from the sky line nothing opens (snow, water, blue cars). The zones fade out (``_tent_filter``),
-    so no decision ends in a straight edge the photo does not have.
+    branches, truss openings, gaps in a fence; a pixel the network already calls sky, with such a
+    colour, becomes fully sky (a mottled 0.8 in an open dusk sky, the sky under a bridge deck). A
+    pixel moves toward foreground when its colour is clearly foreground near the sky line, whatever
+    the network said (also the faint veil of 0.05-0.3 it leaves over a dark hill or treeline below a
+    bright sky), or, anywhere, when it is a thin streak of a colour the sky never shows (a mast, a
+    dark cable). Colours both models know (a white wall against a white sky, a dark night sky) keep
+    the network's answer, and far from the sky line nothing opens (snow, water, blue cars). The zones
+    fade out (``_tent_filter``), so no decision ends in a straight edge the photo does not have.
     Structures thinner than a guide pixel are left to the guided filter."""
     sure_sky, sure_fg = p >= SURE, p <= 1 - SURE
     if not bool(sure_sky.any()) or not bool(sure_fg.any()):
