@@ -11,8 +11,8 @@ what the colour model says and learns where the photo's pixels say otherwise.
 It only runs where the answer is open (``matte.open_zone``): a pixel whose whole window the colour
 model has settled (within ``matte.CONFIDENT`` of 0 or 1) keeps that answer, so a white ceiling the
 network calls foreground everywhere can never become sky here, and the work is bounded by the box
-around the sky line. Where
-the colour model clearly overruled the network (a cut post, an opened gap), that decision stands.
+around the sky line. Where the colour model clearly overruled the network (a cut post, an opened
+gap), that decision stands.
 Trained by ``python -m trainer.refiner_train`` on the training photos' refined labels with thin
 structures drawn across their skies, against the network's own answers.
 
