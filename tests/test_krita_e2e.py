@@ -314,6 +314,7 @@ def test_cancel_and_core_error_in_real_krita(krita_run: dict) -> None:
     report = _main(krita_run)
     cancel = report["cases"]["cancel"]
     assert cancel["progress_seen"] and "error_text" not in cancel
+    assert cancel["cancelling_shown"], "the progress dialog did not stay up saying Cancelling..."
     assert cancel["after_tree"] == cancel["before_tree"], "cancel left layers behind"
     assert cancel["outcome"] == "cancelled", f"the render was not stopped: it ended {cancel['outcome']!r}"
     assert cancel["original_untouched"]

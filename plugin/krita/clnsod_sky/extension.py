@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from krita import Document, Extension, Krita, Node
 from PyQt5.QtCore import QObject, Qt, pyqtSignal
-from PyQt5.QtWidgets import QApplication, QMessageBox, QProgressDialog, QWidget
+from PyQt5.QtWidgets import QApplication, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from . import bridge_client
 from .dialog import ReplaceSkyDialog, make_non_blocking
@@ -301,9 +301,15 @@ class ReplaceSkyExtension(Extension):
         return progress
 
     def cancel(self) -> None:
+        """Cancel (or Escape) in the progress dialog. Qt hides the dialog at once; it comes back saying
+        "Cancelling..." until the core confirms the render stopped, so Replace Sky is not offered again
+        while the old render still runs and nothing seems to happen."""
         if self._session is not None:
             if self._progress is not None:
                 self._progress.setLabelText("Cancelling...")
+                for button in self._progress.findChildren(QPushButton):
+                    button.setEnabled(False)
+                self._progress.show()
             self._session.cancel_render()
 
     def _on_progress(self, event: bridge_client.Event) -> None:

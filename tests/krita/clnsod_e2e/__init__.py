@@ -192,6 +192,8 @@ class Case:
             progress = find_widget("clnsod_progress")
             self.result["progress_seen"] = progress is not None
             next(b for b in progress.findChildren(QPushButton) if b.text() == "Cancel").click()
+            # Until the core confirms, the dialog stays up saying so (Qt alone would hide it at once).
+            self.result["cancelling_shown"] = progress.isVisible() and progress.labelText() == "Cancelling..."
         return True
 
     def wait_end(self):
