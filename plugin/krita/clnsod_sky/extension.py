@@ -323,6 +323,8 @@ class ReplaceSkyExtension(Extension):
 
     def _on_rendered(self, event: bridge_client.Event) -> None:
         session, doc, node = self._session, self._doc, self._source
+        if session is not None and session.stop.is_set():  # Cancel pressed as the core finished: honour it
+            event = bridge_client.Event("error", message="cancelled")
         self.last_outcome = event.message if event.kind == "error" else "done" if event.sky_found else "no sky"
         try:
             if event.kind == "error":
