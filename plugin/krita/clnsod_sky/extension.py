@@ -302,8 +302,8 @@ class ReplaceSkyExtension(Extension):
 
     def cancel(self) -> None:
         """Cancel (or Escape) in the progress dialog. Qt hides the dialog at once; it comes back saying
-        "Cancelling..." until the core confirms the render stopped, so Replace Sky is not offered again
-        while the old render still runs and nothing seems to happen."""
+        "Cancelling..." until the core confirms the render stopped: until then a new Replace Sky is
+        refused, and the artist should see why."""
         if self._session is not None:
             if self._progress is not None:
                 self._progress.setLabelText("Cancelling...")
