@@ -3,6 +3,7 @@ import torch
 from clnsod_core.network.losses import (
     VOID,
     affinity_loss,
+    anchor_loss,
     clnsod_loss,
     downscale_labels,
     ideal_affinity_map,
@@ -68,3 +69,30 @@ def test_losses_run_in_fp32_under_autocast() -> None:
     assert parts["total"].dtype == torch.float32
     parts["total"].backward()
     assert s.grad is not None and torch.isfinite(s.grad).all()
+
+
+def test_anchor_loss_holds_only_what_the_anchor_gets_right() -> None:
+    """Pixels where the anchor agrees with the label pull toward the anchor's probability (no pull where
+    the student already equals it); where it disagrees, or the label is void, nothing pulls at all."""
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1.0  # top half sky
+    anchor = torch.full((1, 1, 4, 4), 0.2)
+    anchor[..., :2, :] = 0.9
+    anchor[..., 0, 0] = 0.1  # misses a sky pixel
+    anchor[..., 3, 3] = 0.8  # calls a foreground pixel sky
+    void = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    void[..., 2, 0] = True
+    logits = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    anchor_loss(logits, anchor, mask, void).backward()
+    assert logits.grad is not None
+    free = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    free[..., 0, 0] = free[..., 3, 3] = free[..., 2, 0] = True
+    assert torch.all(logits.grad[free] == 0)
+    assert torch.all(logits.grad[~free & (mask > 0.5)] < 0)  # toward 0.9 from 0.5
+    assert torch.all(logits.grad[~free & (mask < 0.5)] > 0)  # toward 0.2 from 0.5
+
+    at_anchor = torch.logit(anchor).requires_grad_(True)
+    anchor_loss(at_anchor, anchor, mask, void).backward()
+    assert at_anchor.grad is not None and float(at_anchor.grad.abs().max()) < 1e-6
+    never = anchor_loss(torch.zeros(1, 1, 4, 4), 1.0 - mask, mask, None)  # an anchor that is wrong everywhere
+    assert float(never) == 0.0

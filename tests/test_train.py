@@ -189,3 +189,41 @@ def test_freeze_norm_keeps_the_start_weights_batchnorm_statistics(landscape_phot
         validate(model, [photo_sample], torch.device("cpu"))
         assert [m.training for m in model.modules()] == modes  # validation leaves frozen layers frozen
     assert moved == {True: False, False: True}
+
+
+def test_anchor_pulls_only_once_the_network_moves(tiny_dataset: Path, tmp_path: Path) -> None:
+    """``--anchor`` on real photos, in process: anchored to the very weights it starts from (BatchNorm
+    frozen, so both networks answer alike), the first step is exactly the unanchored one (no pull
+    while the network is its anchor) and the term is reported; once the network has moved, the pull
+    changes the steps that follow."""
+    from clnsod_core.masking.inference import embedded_weights_path
+    from trainer.train import TrainConfig, _close_log, set_up, train_step
+
+    start = str(embedded_weights_path())
+    after: dict[str, list[dict[str, torch.Tensor]]] = {}
+    reported: dict[str, list[dict[str, float]]] = {}
+    for name, anchor in (("free", None), ("anchored", start)):
+        cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / name), epochs=1, batch_size=2,
+                          imagenet_init=False, init_weights=start, anchor_weights=anchor, freeze_norm=True,
+                          validate=False, threads=1)
+        run = set_up(cfg)
+        after[name], reported[name] = [], []
+        for step in range(3):
+            reported[name].append(train_step(run, [2 * step, 2 * step + 1]))
+            after[name].append({k: v.clone() for k, v in run.model.state_dict().items()})
+        assert (run.anchor is None) == (anchor is None)
+        _close_log(run.log_handler)
+    free, anchored = reported["free"][0], reported["anchored"][0]
+    assert "anchor" not in free and anchored["anchor"] > 0  # the anchor's own uncertainty
+    assert anchored["bce"] == free["bce"] and anchored["affinity"] == free["affinity"]
+    assert math.isclose(anchored["total"], free["total"] + anchored["anchor"], rel_tol=1e-6)
+    first_free, first_anchored = after["free"][0], after["anchored"][0]
+    assert all(torch.equal(first_free[k], first_anchored[k]) for k in first_free)
+    last_free, last_anchored = after["free"][-1], after["anchored"][-1]
+    assert not all(torch.equal(last_free[k], last_anchored[k]) for k in last_free)
+
+
+def test_anchor_that_cannot_be_found_is_a_usage_error(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train("--data", tiny_dataset, "--out", tmp_path / "x", "--anchor", tmp_path / "missing.pt",
+                   "--max-steps", "1")
+    assert result.returncode == 2 and "--anchor" in result.stderr and "Traceback" not in result.stderr

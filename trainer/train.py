@@ -35,7 +35,7 @@ from clnsod_core.masking.inference import predict_working_size, upsample_probabi
 from clnsod_core.masking.metrics import MetricAccumulator
 from clnsod_core.network.backbones import get_backbone
 from clnsod_core.network.config import ModelConfig
-from clnsod_core.network.losses import clnsod_loss
+from clnsod_core.network.losses import anchor_loss, clnsod_loss
 from clnsod_core.network.model import CLNSOD
 from clnsod_core.runtime import resolve_device
 from clnsod_core.weights.format import WeightsError, load_model, save_torch, save_weights
@@ -76,6 +76,8 @@ class TrainConfig:
     amp: bool = True  # fp16 autocast on CUDA; bf16 on CPUs with native bf16 (see cpu_has_native_bf16); never on MPS
     imagenet_init: bool = True
     init_weights: str | None = None  # fine-tune from a CLN-SOD weights file
+    anchor_weights: str | None = None  # keep close to this network where it agrees with the label (see anchor_loss)
+    anchor_weight: float = 1.0  # the anchor term's weight in the total loss (used with anchor_weights)
     device: str = "auto"  # one of clnsod_core.options.DEVICES
     max_steps: int | None = None  # stop early (tests, smoke runs); schedule still spans all epochs
     validate: bool = True
@@ -131,6 +133,7 @@ class TrainingRun:
     aug: AugmentConfig
     size: int  # the network's input size
     model: CLNSOD
+    anchor: CLNSOD | None  # the frozen network of ``cfg.anchor_weights``, in eval mode
     net: torch.nn.Module  # ``model``, wrapped in DistributedDataParallel when world > 1
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -391,6 +394,17 @@ def _start_weights(cfg: TrainConfig, resuming: bool) -> tuple[TrainConfig, CLNSO
     return TrainConfig(**{**asdict(cfg), "model": init_model.config.to_dict()}), init_model
 
 
+def _load_anchor(cfg: TrainConfig, size: int, device: torch.device) -> CLNSOD | None:
+    """The frozen network a fine-tune stays close to (``--anchor``), at the run's working size."""
+    if not cfg.anchor_weights:
+        return None
+    anchor = load_model(Path(cfg.anchor_weights))
+    if anchor.config.input_size != size:
+        anchor = with_input_size(anchor, size)
+    anchor.eval().requires_grad_(False)
+    return anchor.to(device)
+
+
 def _build_model(model_cfg: ModelConfig, cfg: TrainConfig, init_model: CLNSOD | None, resuming: bool) -> CLNSOD:
     """A seeded network (the seed fixes the heads' initialisation) with its start weights; a resumed
     run's weights come from the checkpoint later."""
@@ -440,6 +454,9 @@ def set_up(
 
         model = _build_model(model_cfg, cfg, init_model, state is not None)
         model.to(device)
+        anchor = _load_anchor(cfg, model_cfg.input_size, device)
+        if anchor is not None:
+            _note(lines, info.is_main, f"anchored to {cfg.anchor_weights} (weight {cfg.anchor_weight:g})")
         optimizer = torch.optim.AdamW(_param_groups(model, cfg))
         global_batch = cfg.batch_size * info.world
         steps_per_epoch = len(samples) // global_batch
@@ -465,7 +482,7 @@ def set_up(
             _note(lines, info.is_main, autocast_off)
         run = TrainingRun(
             cfg=cfg, out=out, dist=info, device=device, samples=samples, val_samples=val_samples, donors=donors,
-            views=views, aug=AugmentConfig(**cfg.augment), size=model_cfg.input_size, model=model, net=net,
+            views=views, aug=AugmentConfig(**cfg.augment), size=model_cfg.input_size, model=model, anchor=anchor, net=net,
             optimizer=optimizer, scheduler=scheduler,
             scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16),
             autocast_dtype=autocast_dtype, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
@@ -494,6 +511,12 @@ def train_step(run: TrainingRun, indices: list[int]) -> dict[str, float]:
         output = run.net(images)
     losses = clnsod_loss(output.logits, output.context_map, masks, voids,
                          run.cfg.affinity_weight, run.cfg.global_weight)
+    if run.anchor is not None:
+        with torch.no_grad(), autocast:
+            anchor_prob = torch.sigmoid(run.anchor(images).logits.float())
+        anchored = anchor_loss(output.logits, anchor_prob, masks, voids)
+        total = losses.pop("total") + run.cfg.anchor_weight * anchored
+        losses = {**losses, "anchor": anchored, "total": total}
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(losses["total"]).backward()
     run.scaler.step(run.optimizer)

@@ -82,6 +82,12 @@ def _check_input_size(ctx: click.Context, param: click.Parameter, value: int | N
 @click.option("--init", "init", default="default", show_default=True, metavar="default|imagenet|NAME|PATH|URL",
               help="Start from the embedded weights (fine-tuning), ImageNet (needs the train extra), "
               "or any weights --weights accepts.")
+@click.option("--anchor", "anchor", default=None, metavar="NAME|PATH|URL",
+              help="Keep the fine-tuned network close to these weights (any --weights accepts) on the pixels where "
+              "they agree with the label: an extra BCE toward their sky probability, so new data (interiors, your "
+              "own photos) changes what they get wrong without losing what they get right.")
+@click.option("--anchor-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Weight of the --anchor term in the loss.")
 @click.option("--input-size", type=click.IntRange(min=64), default=None, callback=_check_input_size,
               help="Working resolution in px (square, a multiple of 32). Default: that of the --init weights "
               "(320 from ImageNet). Weights of another size are moved to this one first (their context map "
@@ -103,7 +109,8 @@ def _check_input_size(ctx: click.Context, param: click.Parameter, value: int | N
               "MPS always trains in fp32).")
 def train_command(
     data: tuple[Path, ...], no_sky: tuple[Path, ...], exclude: tuple[Path, ...], out: Path, resume: bool,
-    epochs: int, batch_size: int, lr: float, init: str, input_size: int | None,
+    epochs: int, batch_size: int, lr: float, init: str, anchor: str | None, anchor_weight: float,
+    input_size: int | None,
     no_context: bool, no_affinity_loss: bool, checkpoint_every: int, max_steps: int | None, no_validate: bool, freeze_norm: bool, threads: int,
     device: str, seed: int, no_amp: bool,
 ) -> None:
@@ -120,17 +127,21 @@ def train_command(
         resolve_device(device)  # an unavailable device is a usage error, before any data is read
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
-    init_weights, imagenet = None, init == "imagenet"
-    if not imagenet:
+    def weights_file(spec: str, option: str) -> str:
         try:
-            spec = None if init == "default" else init
-            init_weights = str(resolve_weights(spec, progress=DownloadProgress(f"downloading {init}")))
+            name = None if spec == "default" else spec
+            return str(resolve_weights(name, progress=DownloadProgress(f"downloading {spec}")))
         except (WeightsError, DownloadError) as exc:
-            raise click.BadParameter(str(exc), param_hint="--init") from None
+            raise click.BadParameter(str(exc), param_hint=option) from None
+
+    imagenet = init == "imagenet"
+    init_weights = None if imagenet else weights_file(init, "--init")
+    anchor_weights = None if anchor is None else weights_file(anchor, "--anchor")
     cfg = TrainConfig(
         data=[str(d) for d in data], no_sky=[str(d) for d in no_sky], exclude=[str(f) for f in exclude],
         out=str(out), epochs=epochs, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, seed=seed,
-        threads=threads, amp=not no_amp, imagenet_init=imagenet, init_weights=init_weights, device=device,
+        threads=threads, amp=not no_amp, imagenet_init=imagenet, init_weights=init_weights,
+        anchor_weights=anchor_weights, anchor_weight=anchor_weight, device=device,
         max_steps=max_steps, validate=not no_validate, freeze_norm=freeze_norm,
         model={**({"use_context_prior": False} if no_context else {}),
                **({"input_size": input_size} if input_size else {})},

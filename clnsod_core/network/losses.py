@@ -70,6 +70,23 @@ def masked_bce_with_logits(logits: torch.Tensor, target: torch.Tensor, void: tor
     return (per_pixel * valid).sum() / valid.sum().clamp(min=1.0)
 
 
+def anchor_loss(
+    logits: torch.Tensor, anchor_prob: torch.Tensor, mask: torch.Tensor, void: torch.Tensor | None
+) -> torch.Tensor:
+    """BCE toward another network's sky probability, on the pixels where that network agrees with
+    the label (both on the same side of 0.5, not void): a fine-tune keeps what the anchor already
+    gets right ("learning without forgetting") and is free to change where it is wrong.
+    Zero when the two never agree."""
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        teacher = anchor_prob.float()
+        agree = (teacher > 0.5) == (mask.float() > 0.5)
+        if void is not None:
+            agree &= ~void.bool()
+        weight = agree.float()
+        per_pixel = F.binary_cross_entropy_with_logits(logits.float(), teacher, reduction="none")
+        return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)
+
+
 def clnsod_loss(
     logits: torch.Tensor,
     context_map: torch.Tensor | None,
