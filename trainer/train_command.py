@@ -82,7 +82,7 @@ def _check_input_size(ctx: click.Context, param: click.Parameter, value: int | N
 @click.option("--init", "init", default="default", show_default=True, metavar="default|imagenet|NAME|PATH|URL",
               help="Start from the embedded weights (fine-tuning), ImageNet (needs the train extra), "
               "or any weights --weights accepts.")
-@click.option("--anchor", "anchor", default=None, metavar="NAME|PATH|URL",
+@click.option("--anchor", "anchor", default=None, metavar="default|NAME|PATH|URL",
               help="Keep the fine-tuned network close to these weights (any --weights accepts) on the pixels where "
               "they agree with the label: an extra BCE toward their sky probability, so new data (interiors, your "
               "own photos) changes what they get wrong without losing what they get right.")
@@ -127,6 +127,7 @@ def train_command(
         resolve_device(device)  # an unavailable device is a usage error, before any data is read
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
+
     def weights_file(spec: str, option: str) -> str:
         try:
             name = None if spec == "default" else spec
