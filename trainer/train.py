@@ -383,24 +383,27 @@ def _start_weights(cfg: TrainConfig, resuming: bool) -> tuple[TrainConfig, CLNSO
     (moved to another working size when the run asks for one)."""
     if resuming or not cfg.init_weights:
         return cfg, None
-    init_model = load_model(Path(cfg.init_weights))
+    init_model = _load_at_size(cfg.init_weights, cfg.model.get("input_size"))
     wanted = cfg.model.get("use_context_prior")
     if wanted is not None and wanted != init_model.config.use_context_prior:
         raise WeightsError(f"{cfg.init_weights}: these weights {'have' if not wanted else 'lack'} the "
                            "context-aware map; drop --no-context or start from other weights")
-    size = cfg.model.get("input_size")
-    if size is not None and size != init_model.config.input_size:
-        init_model = with_input_size(init_model, size)
     return TrainConfig(**{**asdict(cfg), "model": init_model.config.to_dict()}), init_model
+
+
+def _load_at_size(path: str, size: int | None) -> CLNSOD:
+    """A weights file as a model, moved to working size ``size`` (None: keep its own)."""
+    model = load_model(Path(path))
+    if size is not None and size != model.config.input_size:
+        model = with_input_size(model, size)
+    return model
 
 
 def _load_anchor(cfg: TrainConfig, size: int, device: torch.device) -> CLNSOD | None:
     """The frozen network a fine-tune stays close to (``--anchor``), at the run's working size."""
     if not cfg.anchor_weights:
         return None
-    anchor = load_model(Path(cfg.anchor_weights))
-    if anchor.config.input_size != size:
-        anchor = with_input_size(anchor, size)
+    anchor = _load_at_size(cfg.anchor_weights, size)
     anchor.eval().requires_grad_(False)
     return anchor.to(device)
 

@@ -77,14 +77,10 @@ def anchor_loss(
     the label (both on the same side of 0.5, not void): a fine-tune keeps what the anchor already
     gets right ("learning without forgetting") and is free to change where it is wrong.
     Zero when the two never agree."""
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        teacher = anchor_prob.float()
-        agree = (teacher > 0.5) == (mask.float() > 0.5)
-        if void is not None:
-            agree &= ~void.bool()
-        weight = agree.float()
-        per_pixel = F.binary_cross_entropy_with_logits(logits.float(), teacher, reduction="none")
-        return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)
+    agree = (anchor_prob > 0.5) == (mask > 0.5)
+    if void is not None:
+        agree &= ~void.bool()
+    return masked_bce_with_logits(logits, anchor_prob, ~agree)
 
 
 def clnsod_loss(
