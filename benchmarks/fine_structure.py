@@ -10,7 +10,8 @@ at 4x4 supersampling, whose box-filtered coverage is the exact alpha:
   (suspension cables, hangers, truss), rigging (masts, stays, spreaders), chain_link, barbed_wire.
 
 Structures take their colour and texture from the band photo's own foreground; lighting is bright
-day, dusk silhouette or night (dark sky, dark land, sensor noise). The image is
+day, dusk silhouette or night (dark sky, dark land, sensor noise); a sky that is already a night sky
+(the ``night-stars`` preset) is always lit as night and not darkened again. The image is
 ``I = sky (1 - a_band)(1 - a_struct) + band a_band (1 - a_struct) + struct a_struct`` and the true sky
 matte is ``(1 - a_band)(1 - a_struct)``. Composite ``k`` of seed ``s`` is always the same image.
 
@@ -54,6 +55,9 @@ SKY_BOXES = {
     "picosdeeuropa_by_Aitzol_Berasategi.jpg": (0.08, 0.0, 0.8, 0.12),
 }
 PRESET_SKIES = ("clear-blue", "golden-hour", "sunset", "dramatic-clouds", "overcast", "night-stars")
+# Skies that are already night skies: they are lit as night scenes and not darkened again (a starry
+# sky under day-lit land, or darkened a second time to near black, is no photo anyone takes).
+NIGHT_SKIES = ("night-stars",)
 
 
 @dataclass
@@ -400,6 +404,8 @@ def make_composite(index: int, seed: int = 0, width: int = 1800, height: int = 1
     lighting = LIGHTING[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
     skies = [*SKY_BOXES, *PRESET_SKIES]
     sky_source = skies[int(rng.integers(len(skies)))]
+    if sky_source in NIGHT_SKIES:
+        lighting = "night"
     bands = band_candidates(skyseg)
     while True:  # a band whose lower part is all foreground (no sky under a bridge, no tilted horizon)
         band_photo, band_mask = bands[int(rng.integers(len(bands)))]
@@ -419,7 +425,9 @@ def make_composite(index: int, seed: int = 0, width: int = 1800, height: int = 1
         dark = rng.uniform(0.08, 0.3)
         band_rgb, struct_rgb = band_rgb * dark, struct_rgb * dark * 0.8
     elif lighting == "night":
-        sky = sky * rng.uniform(0.1, 0.25) * np.array([0.55, 0.65, 1.0])
+        night_gain = rng.uniform(0.1, 0.25) * np.array([0.55, 0.65, 1.0])
+        if sky_source not in NIGHT_SKIES:
+            sky = sky * night_gain
         dark = rng.uniform(0.04, 0.12)
         band_rgb, struct_rgb = band_rgb * dark, struct_rgb * dark
     sa, ba = struct_a[..., None], band_a[..., None]

@@ -45,6 +45,18 @@ def test_composites_are_deterministic_and_exact() -> None:
     assert (alpha[-10:] < 0.01).all()  # the real foreground band stands on the bottom edge
 
 
+def test_a_night_sky_is_lit_as_night_and_not_darkened_again() -> None:
+    """A starry preset sky goes with night lighting only, keeping its own brightness above the land."""
+    night = [c for c in (fs.make_composite(i, seed=0, width=120, height=80) for i in range(12))
+             if c.sky_source in fs.NIGHT_SKIES]
+    assert night, "the first 12 composites of seed 0 hold a night sky"
+    for comp in night:
+        assert comp.lighting == "night"
+        sky = comp.image[comp.sky_alpha > 0.99].mean()
+        land = comp.image[comp.sky_alpha < 0.01].mean()
+        assert sky > 15 and sky > land, (sky, land)
+
+
 @pytest.mark.parametrize("index", range(len(fs.KINDS)))
 def test_every_kind_draws_thin_structure_over_the_sky(index: int) -> None:
     comp = fs.make_composite(index, seed=0, width=600, height=400)

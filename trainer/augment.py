@@ -137,10 +137,13 @@ def _colour(img: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
 
 
 def sample_tensors(sample: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A whole sample as the looks take it: image (3,H,W) in [0,1], sky (1,H,W) in [0,1], void (1,H,W) bool."""
-    image = torch.from_numpy(sample.image).permute(2, 0, 1).float() / 255
-    sky = torch.from_numpy(sample.mask).float()[None] / 255
-    void = torch.from_numpy(sample.void)[None] if sample.void is not None else torch.zeros_like(sky, dtype=torch.bool)
+    """A whole sample as the looks take it: image (3,H,W) in [0,1], sky (1,H,W) in [0,1], void (1,H,W) bool.
+
+    ``torch.tensor`` copies: the decoded arrays are read-only views of PIL's buffers, which
+    ``torch.from_numpy`` would share (and warn about)."""
+    image = torch.tensor(sample.image).permute(2, 0, 1).float() / 255
+    sky = torch.tensor(sample.mask).float()[None] / 255
+    void = torch.tensor(sample.void)[None] if sample.void is not None else torch.zeros_like(sky, dtype=torch.bool)
     return image, sky, void
 
 
