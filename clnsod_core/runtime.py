@@ -9,11 +9,12 @@ import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
-import torch
+from typing import TYPE_CHECKING, TypeVar
 
 from clnsod_core.options import DEVICES
+
+if TYPE_CHECKING:
+    import torch
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -65,6 +66,8 @@ def run_beside(side: Callable[[], A], main: Callable[[], B]) -> tuple[A, B]:
 def resolve_device(name: str = "auto", index: int | None = None) -> torch.device:
     """``auto`` = cuda, then mps, then cpu; an explicit choice must be available.
     ``index`` picks the CUDA device (one per process under torchrun)."""
+    import torch  # here, not at the top: the CLI's start-up, usage errors and --help need no torch
+
     if name not in DEVICES:
         raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
     cuda = torch.cuda.is_available()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,29 @@ def test_help_and_version() -> None:
     assert out.returncode == 0 and "mask" in out.stdout and "batch" in out.stdout and "train" in out.stdout
     out = run_cli("--version")
     assert out.returncode == 0 and "clnsod, version" in out.stdout
+
+
+def test_help_and_usage_errors_do_not_load_torch(tmp_path: Path) -> None:
+    """Importing torch takes seconds: ``--help`` and every usage error answer before it is needed."""
+    probe = (
+        "import sys\n"
+        "from clnsod_core.frontends.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code, 'torch' in sys.modules)\n"
+    )
+    cases = [
+        (["--help"], 0),
+        (["replace", "--help"], 0),
+        (["replace", str(tmp_path / "a.jpg"), "--sky", "sunset", "-o", str(tmp_path / "a.bmp")], 2),
+        (["batch", str(tmp_path), "-o", str(tmp_path / "o"), "--output", "layers"], 2),
+        (["video", str(tmp_path / "a.mp4"), "-o", str(tmp_path / "b.mp4")], 2),
+        (["skies", "render", "no-such-preset", "-o", str(tmp_path / "s.jpg")], 2),
+    ]
+    for args, code in cases:
+        result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+        assert result.stdout.splitlines()[-1] == f"exit {code} False", (args, result.stdout[-500:], result.stderr[-500:])
 
 
 def test_mask_on_a_real_landscape(landscape_photo: Path, tmp_path: Path) -> None:

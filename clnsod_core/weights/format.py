@@ -8,13 +8,15 @@ so a file can never run code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from clnsod_core.files import write_atomic
-from clnsod_core.network.config import ModelConfig
-from clnsod_core.network.model import CLNSOD
+
+if TYPE_CHECKING:
+    from clnsod_core.network.model import CLNSOD
+
+# torch and the network are imported where a file is read or written, not here: the CLI names
+# WeightsError (and lists weights) without paying torch's start-up.
 
 FORMAT = "clnsod-weights-1"
 
@@ -25,6 +27,8 @@ class WeightsError(ValueError):
 
 def save_torch(obj: Any, path: Path) -> None:
     """``torch.save`` through the one atomic writer (weights files and training checkpoints)."""
+    import torch
+
     write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
@@ -34,6 +38,8 @@ def save_weights(model: CLNSOD, path: Path, meta: dict[str, Any] | None = None, 
 
 
 def read_weights(path: Path) -> dict[str, Any]:
+    import torch
+
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -47,6 +53,9 @@ def read_weights(path: Path) -> dict[str, Any]:
 
 def load_model(path: Path) -> CLNSOD:
     """Build the network described by the file and load its weights (fp32, eval mode)."""
+    from clnsod_core.network.config import ModelConfig
+    from clnsod_core.network.model import CLNSOD
+
     data = read_weights(path)
     try:
         config = ModelConfig.from_dict(data["config"])

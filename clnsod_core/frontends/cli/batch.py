@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
 from clnsod_core.frontends.cli.common import ensure_writable_dir, finish
 from clnsod_core.frontends.cli.manifest import check_manifest_path, write_manifest
@@ -123,6 +122,8 @@ def run_locally(in_dir: Path, out_dir: Path, kind: str, fmt: str, overwrite: boo
     summary = JobSummary()
     jobs = plan_batch(find_photos(in_dir, exclude=out_dir), in_dir, out_dir, kind, fmt, overwrite, summary)
     if jobs:
+        import torch
+
         replacer = load_replacer(flags)
         workers = workers or min(cpu_cores(), LOCAL_WORKERS)
         threads = torch.get_num_threads()

@@ -7,14 +7,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from clnsod_core.files import remove_stale_parts
 from clnsod_core.jobs import JobSummary
-from clnsod_core.masking.inference import SkyMasker
 from clnsod_core.weights.download import DownloadError
 from clnsod_core.weights.format import WeightsError
+
+if TYPE_CHECKING:
+    from clnsod_core.masking.inference import SkyMasker
 
 
 class DownloadProgress:
@@ -38,6 +41,9 @@ class DownloadProgress:
 
 
 def load_masker(weights: str | None, device: str, max_megapixels: float) -> SkyMasker:
+    """The network, imported here: the commands' start-up, usage errors and --help need no torch."""
+    from clnsod_core.masking.inference import SkyMasker
+
     try:
         return SkyMasker(weights, device=device, max_pixels=int(max_megapixels * 1e6),
                          download_progress=DownloadProgress(f"downloading {weights}"))

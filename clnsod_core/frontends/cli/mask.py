@@ -11,7 +11,6 @@ from clnsod_core.frontends.cli.common import ensure_writable_dir, finish, report
 from clnsod_core.frontends.cli.options import MASK_GROUPS, cli_options
 from clnsod_core.frontends.cli.runners import load_replacer, mask_runner
 from clnsod_core.jobs import JobSummary, plan_jobs
-from clnsod_core.masking.matte import MatteOptions
 from clnsod_core.options import part_values
 
 
@@ -22,6 +21,8 @@ from clnsod_core.options import part_values
 @cli_options(*MASK_GROUPS)
 def mask_command(photos: tuple[Path, ...], out_dir: Path, **flags: Any) -> None:
     """Write a soft, edge-aware sky mask (sky = 255) for each PHOTO as OUT/<stem>.png."""
+    from clnsod_core.masking.matte import MatteOptions  # torch: imported once the command runs
+
     ensure_writable_dir(out_dir)
     summary = JobSummary()
     jobs = plan_jobs(((p, (out_dir / f"{p.stem}.png",)) for p in photos), True, summary, report_error)

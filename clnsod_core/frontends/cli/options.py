@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from clnsod_core.compositing.skies import PRESETS
+from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS as PRESETS
 from clnsod_core.options import CLI, Option, on
 
 F = TypeVar("F", bound=Callable[..., Any])

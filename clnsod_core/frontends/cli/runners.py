@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -29,15 +29,11 @@ from clnsod_core.jobs import (
     PhotoJob,
     plan_jobs,
 )
-from clnsod_core.masking.matte import MatteOptions, sky_matte
 from clnsod_core.options import part_values
-from clnsod_core.replace import (
-    ReplaceOptions,
-    ReplaceResult,
-    SkyReplacer,
-    SkySource,
-    load_sky,
-)
+
+if TYPE_CHECKING:  # the network and compositing (torch) are imported where a command starts its work
+    from clnsod_core.masking.matte import MatteOptions
+    from clnsod_core.replace import ReplaceResult, SkyReplacer, SkySource
 
 NETWORK_CHUNK = 4  # photos per network pass when only masks are needed
 OUTPUT_KINDS = ("composite", "mask", "both", "layers")
@@ -60,6 +56,8 @@ def overlay_layer_path(lighting: Path, name: str) -> Path:
 
 
 def load_replacer(flags: dict[str, Any]) -> SkyReplacer:
+    from clnsod_core.replace import SkyReplacer
+
     return SkyReplacer(load_masker(flags["weights"], flags["device"], flags["max_megapixels"]))
 
 
@@ -78,6 +76,8 @@ REPLACED_AT = "replaced_at"  # not an option: set once per run by ``disclosure_f
 
 
 def load_sky_or_fail(spec: str, max_megapixels: float) -> SkySource:
+    from clnsod_core.replace import load_sky
+
     try:
         return load_sky(spec, int(max_megapixels * 1e6))
     except PhotoError as exc:
@@ -114,6 +114,8 @@ def batch_runner(replacer: SkyReplacer, kind: str, sky: SkySource | None, flags:
                  summary: JobSummary, **kw: Any) -> JobRunner[Any]:
     """The runner of ``clnsod batch`` for an output kind (either engine): masks, or replacements."""
     if kind == "mask":
+        from clnsod_core.masking.matte import MatteOptions
+
         return mask_runner(replacer, MatteOptions(**part_values("matte", flags)), summary, **kw)
     if sky is None:
         raise ValueError(f"output {kind!r} needs a sky")
@@ -126,6 +128,8 @@ def mask_runner(replacer: SkyReplacer, options: MatteOptions, summary: JobSummar
     """Masks, several photos per network pass; each written as one 8-bit PNG (all zero without sky).
     ``report`` receives failure lines and ``notice`` no-sky lines (both on stderr unless a caller,
     such as a distributed worker, collects them)."""
+    from clnsod_core.masking.matte import sky_matte
+
     def compute(items: list[Decoded]) -> list[tuple[np.ndarray, bool]]:
         guides = [as_u8(item.image) for item in items]  # one 8-bit copy of a 16-bit photo for network and matte
         probs = replacer.masker.predict_working_size(guides, [ColourSpace(item.meta.icc_profile) for item in items])
@@ -144,6 +148,8 @@ def replace_runner(replacer: SkyReplacer, sky: SkySource, flags: dict[str, Any],
                    summary: JobSummary, report: ErrorReporter = report_error, notice: Notice = echo_notice,
                    **kw: Any) -> JobRunner[ReplaceResult]:
     """Replacements written as ``kind`` (see ``output_paths``); a photo without sky is written unchanged."""
+    from clnsod_core.replace import ReplaceOptions
+
     options = ReplaceOptions.from_flat(flags)
     quality = flags["quality"]
     label = check_label(flags["label"]) if flags.get("label") is not None else None

@@ -11,7 +11,7 @@ import click
 
 from clnsod_core.compositing.catalogue import sky_catalogue
 from clnsod_core.compositing.library import LibraryError, SkyLibrary, name_from_file
-from clnsod_core.compositing.skies import PRESETS, render_preset
+from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS as PRESETS
 from clnsod_core.frontends.cli.common import report_error
 from clnsod_core.frontends.cli.options import cli_options
 from clnsod_core.frontends.cli.runners import load_replacer
@@ -110,6 +110,8 @@ def render_command(name: str, out_path: Path, size: tuple[int, int], seed: int, 
         output_format(out_path)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    from clnsod_core.compositing.skies import render_preset  # torch: imported once the command runs
+
     image = render_preset(name, size[0], size[1], seed)
     try:
         save_image(image, out_path, quality=quality)

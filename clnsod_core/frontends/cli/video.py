@@ -19,7 +19,6 @@ from clnsod_core.frontends.cli.runners import (
     load_sky_or_fail,
     sky_label,
 )
-from clnsod_core.replace import ReplaceOptions
 from clnsod_core.video.container import (
     Encoding,
     VideoBroken,
@@ -112,8 +111,6 @@ def _duration(seconds: float) -> str:
               help="If the video stream breaks part-way, keep the frames before the break instead of failing.")
 def video_command(clip: Path, out_path: Path, **flags: Any) -> None:
     """Replace the sky of the video CLIP with --sky and write an MP4 to OUT."""
-    from clnsod_core.video.pipeline import VideoReplacer, VideoSettings, disclosure_metadata, expected_frames
-
     if flags["sky"] is None:
         raise click.UsageError("--sky PRESET|NAME|FILE is required")
     if out_path.resolve() == clip.resolve():
@@ -136,6 +133,9 @@ def video_command(clip: Path, out_path: Path, **flags: Any) -> None:
     flags = disclosure_flags(flags)
     ensure_writable_dir(out_path.parent)
     sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"])
+    from clnsod_core.replace import ReplaceOptions  # torch: imported once the clip and the sky are known good
+    from clnsod_core.video.pipeline import VideoReplacer, VideoSettings, disclosure_metadata, expected_frames
+
     settings = VideoSettings(
         options=ReplaceOptions.from_flat(flags), encoding=Encoding(flags["crf"], flags["encoder_preset"]),
         start_s=start, end_s=end, allow_truncated=flags["allow_truncated"], label=flags["label"],
