@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS as PRESETS
+from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
 from clnsod_core.options import CLI, Option, on
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -16,7 +16,7 @@ METAVARS = {"sky": "PRESET|NAME|FILE", "weights": "NAME|PATH|URL"}
 
 def click_option(opt: Option) -> Callable[[F], F]:
     """The ``--flag`` for one declared option; its parameter name is the option's name."""
-    help_text = opt.help + (f" Presets: {', '.join(PRESETS)}." if opt.name == "sky" else "")
+    help_text = opt.help + (f" Presets: {', '.join(PRESET_DESCRIPTIONS)}." if opt.name == "sky" else "")
     if opt.kind == "bool":
         return click.option(opt.flag, opt.name, is_flag=True, default=opt.default_in_cli, help=help_text)
     kinds: dict[str, Any] = {

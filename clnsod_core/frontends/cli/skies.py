@@ -11,7 +11,7 @@ import click
 
 from clnsod_core.compositing.catalogue import sky_catalogue
 from clnsod_core.compositing.library import LibraryError, SkyLibrary, name_from_file
-from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS as PRESETS
+from clnsod_core.compositing.preset_names import PRESET_DESCRIPTIONS
 from clnsod_core.frontends.cli.common import report_error
 from clnsod_core.frontends.cli.options import cli_options
 from clnsod_core.frontends.cli.runners import load_replacer
@@ -56,7 +56,7 @@ def add_command(files: tuple[Path, ...], name: str | None, **flags: Any) -> None
     for path in files:
         try:
             imported = library.add(path, name or name_from_file(path), lambda photo, space: replacer.matte(photo, space=space),
-                                   reserved=tuple(PRESETS), max_pixels=int(flags["max_megapixels"] * 1e6))
+                                   reserved=tuple(PRESET_DESCRIPTIONS), max_pixels=int(flags["max_megapixels"] * 1e6))
         except (LibraryError, PhotoError) as exc:
             report_error(str(exc) if isinstance(exc, PhotoError) else f"{path}: {exc}")
             failed += 1
@@ -99,7 +99,7 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
 
 
 @skies_group.command("render")
-@click.argument("name", type=click.Choice(list(PRESETS)))
+@click.argument("name", type=click.Choice(list(PRESET_DESCRIPTIONS)))
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--size", default="3000x2000", show_default=True, callback=_parse_size, help="WIDTHxHEIGHT")
 @click.option("--seed", type=int, default=0, show_default=True)
