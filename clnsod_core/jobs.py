@@ -26,6 +26,7 @@ from clnsod_core.imaging.io import (
 )
 
 R = TypeVar("R")
+Decoder = Callable[[Path, int], tuple[np.ndarray, PhotoMeta]]  # (path, max_pixels) -> photo; PhotoError if unusable
 # Decoded photos held at once (current chunk + the one decoding ahead), in pixels: beyond it
 # chunks shrink and decoding stops overlapping, so large panoramas stay within memory.
 HELD_PIXELS = 60_000_000
@@ -52,6 +53,12 @@ class JobSummary:
     def record(self, source: Path, outputs: tuple[Path, ...], status: str, detail: str = "") -> None:
         """What happened to one photo; the first word is kept (a photo "no sky" is not then "written")."""
         self.outcomes.setdefault(source, Outcome(source, outputs, status, detail))
+
+    def fail(self, source: Path, outputs: tuple[Path, ...], line: str, report: ErrorReporter) -> None:
+        """One photo failed: counted, recorded with its reason, and ``line`` reported."""
+        self.failed.append(line)
+        self.record(source, outputs, FAILED, line)
+        report(line)
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ class _Chunk:
 class JobRunner(Generic[R]):
     """``compute`` maps a chunk of decoded photos to one result each; ``write`` stores one.
     ``workers`` chunks are computed at once (``compute`` must then be safe to call from several
-    threads, as the model and the replacement are)."""
+    threads, as the model and the replacement are). ``decode`` reads a job's photo (a caller that
+    has already decoded it, as ``clnsod replace`` does before loading the network, hands it over here)."""
 
     compute: Callable[[list[Decoded]], list[R]]
     write: Callable[[Decoded, R], None]
@@ -100,6 +108,7 @@ class JobRunner(Generic[R]):
     on_done: Callable[[PhotoJob], None] | None = None
     held_pixels: int = HELD_PIXELS
     workers: int = 1
+    decode: Decoder = load_photo_with_meta
 
     def run(self, jobs: list[PhotoJob], summary: JobSummary) -> JobSummary:
         """While up to ``workers`` chunks are computed, the next decodes and finished ones are encoded
@@ -171,7 +180,7 @@ class JobRunner(Generic[R]):
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnsod-decode") as pool:
             def submit(batch: list[tuple[PhotoJob, int]]) -> list[tuple[PhotoJob, Future]]:
-                return [(job, pool.submit(load_photo_with_meta, job.source, self.max_pixels)) for job, _ in batch]
+                return [(job, pool.submit(self.decode, job.source, self.max_pixels)) for job, _ in batch]
 
             pending = submit(chunks[0])
             for current, following in zip(chunks, [*chunks[1:], None], strict=True):
@@ -194,9 +203,7 @@ class JobRunner(Generic[R]):
         return chunks
 
     def _fail(self, summary: JobSummary, line: str, job: PhotoJob) -> None:
-        summary.failed.append(line)
-        summary.record(job.source, job.targets, FAILED, line)
-        self.report(line)
+        summary.fail(job.source, job.targets, line, self.report)
 
     def _done(self, job: PhotoJob) -> None:
         if self.on_done:
@@ -238,9 +245,7 @@ def plan_jobs(
         else:
             line = ""
         if line:
-            summary.failed.append(line)
-            summary.record(source, tuple(targets), FAILED, line)
-            report(line)
+            summary.fail(source, tuple(targets), line, report)
             continue
         claimed.update({k: source for k in keys})
         if not overwrite and all(t.exists() for t in targets):

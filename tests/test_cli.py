@@ -25,7 +25,9 @@ def test_help_and_version() -> None:
 
 
 def test_help_and_usage_errors_do_not_load_torch(tmp_path: Path) -> None:
-    """Importing torch takes seconds: ``--help`` and every usage error answer before it is needed."""
+    """Importing torch takes seconds: ``--help``, every usage error and a ``replace`` of an unusable
+    photo answer before it is needed."""
+    (tmp_path / "text.jpg").write_text("not a photo")
     probe = (
         "import sys\n"
         "from clnsod_core.frontends.cli import main\n"
@@ -41,6 +43,8 @@ def test_help_and_usage_errors_do_not_load_torch(tmp_path: Path) -> None:
         (["batch", str(tmp_path), "-o", str(tmp_path / "o"), "--output", "layers"], 2),
         (["video", str(tmp_path / "a.mp4"), "-o", str(tmp_path / "b.mp4")], 2),
         (["skies", "render", "no-such-preset", "-o", str(tmp_path / "s.jpg")], 2),
+        (["replace", str(tmp_path / "text.jpg"), "--sky", "sunset", "-o", str(tmp_path / "r.jpg")], 1),
+        (["replace", str(tmp_path / "missing.jpg"), "--sky", "sunset", "-o", str(tmp_path / "r.jpg")], 1),
     ]
     for args, code in cases:
         result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)

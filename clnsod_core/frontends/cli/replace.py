@@ -15,7 +15,7 @@ from clnsod_core.frontends.cli.runners import (
     load_sky_or_fail,
     replace_runner,
 )
-from clnsod_core.imaging.io import output_format
+from clnsod_core.imaging.io import PhotoError, load_photo_with_meta, output_format
 from clnsod_core.jobs import JobSummary, plan_jobs
 
 
@@ -34,8 +34,19 @@ def replace_command(photo: Path, out_path: Path, **flags: Any) -> None:
         raise click.UsageError(str(exc)) from None
     flags = disclosure_flags(flags)
     ensure_writable_dir(out_path.parent)
-    sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"])
     summary = JobSummary()
     jobs = plan_jobs([(photo, (out_path,))], True, summary, report_error)
-    replace_runner(load_replacer(flags), sky, flags, "composite", summary).run(jobs, summary)
+    if not jobs:  # refused (the output would overwrite the photo): reported, exit 1
+        finish(summary)
+        return
+    # The photo is decoded before torch, the sky and the network load: an unusable photo is refused at once.
+    try:
+        decoded = load_photo_with_meta(photo, int(flags["max_megapixels"] * 1e6))
+    except PhotoError as exc:
+        summary.fail(photo, (out_path,), str(exc), report_error)
+        finish(summary)
+        return
+    sky = load_sky_or_fail(flags["sky"], flags["max_megapixels"])
+    runner = replace_runner(load_replacer(flags), sky, flags, "composite", summary, decode=lambda _path, _max: decoded)
+    runner.run(jobs, summary)
     finish(summary)
