@@ -304,12 +304,11 @@ def _merge(result: dict[str, Any], summary: JobSummary) -> None:
     """One photo's result into the run's summary, its line printed as the local engine prints it."""
     status, line = str(result["status"]), str(result["line"])
     outputs = tuple(Path(name) for name in str(result["outputs"]).split("\n"))
-    outcome = {FAILED: jobs.FAILED, NO_SKY: jobs.NO_SKY}.get(status, jobs.WRITTEN)
-    summary.record(Path(str(result["photo"])), outputs, outcome, line if status == FAILED else "")
+    photo = Path(str(result["photo"]))
     if status == FAILED:
-        summary.failed.append(line)
-        report_error(line)
+        summary.fail(photo, outputs, line, report_error)
         return
+    summary.record(photo, outputs, jobs.NO_SKY if status == NO_SKY else jobs.WRITTEN)
     summary.written += 1
     if status == NO_SKY:
         summary.no_sky += 1
